@@ -1,0 +1,1 @@
+"""Cython core: no I/O, only the hot paths (datoms, key codec, segments, merge)."""

@@ -1,0 +1,123 @@
+"""Every error fastdatomic raises, each with a stable ``kind`` (leaf module).
+
+Kinds follow Datomic's names (``db.error/unique-conflict``, ...) so code written
+against Datomic's anomalies carries over. An error may carry a ``hint`` naming
+the setting or input to change, and ``data`` with the offending parts.
+
+>>> try:
+...     raise WrongTypeError("value 'x' is not a long", data={"attribute": ":person/age"})
+... except FastDatomicError as e:
+...     e.kind, e.data["attribute"]
+('db.error/wrong-type', ':person/age')
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FastDatomicError",
+    "StorageError", "StorageFullError", "StorageUnavailableError", "StorageCorruptError",
+    "StorageConfigError", "FencedError",
+    "DatabaseError", "DatabaseNotFoundError", "DatabaseExistsError",
+    "WrongTypeError", "InvalidValueError", "NotAnEntityError", "InvalidIndexError",
+]
+
+
+class FastDatomicError(Exception):
+    """Base of all fastdatomic errors: ``kind`` is stable, ``hint`` says what to change."""
+
+    kind = "fastdatomic/error"
+    hint: str | None = None
+
+    def __init__(self, message: str, *, data: dict | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.data = data or {}
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self):
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+# --- storage -----------------------------------------------------------------
+
+class StorageError(FastDatomicError):
+    """A storage operation failed; the message names the cause."""
+
+    kind = "storage/error"
+
+
+class StorageFullError(StorageError):
+    """The storage device or map cannot grow any more."""
+
+    kind = "storage/full"
+    hint = "free disk space under data-dir, or raise lmdb-map-size-max in the transactor properties"
+
+
+class StorageUnavailableError(StorageError):
+    """Storage could not be opened or reached."""
+
+    kind = "storage/unavailable"
+
+
+class StorageCorruptError(StorageError):
+    """A stored record or segment does not decode."""
+
+    kind = "storage/corrupt"
+
+
+class StorageConfigError(StorageError):
+    """A storage URI or setting is invalid."""
+
+    kind = "storage/config"
+
+
+class FencedError(StorageError):
+    """A commit was refused because the writer's epoch or expected basis is stale."""
+
+    kind = "storage/fenced"
+
+
+# --- databases ---------------------------------------------------------------
+
+class DatabaseError(FastDatomicError):
+    kind = "db.error/database"
+
+
+class DatabaseNotFoundError(DatabaseError):
+    kind = "db.error/db-not-found"
+
+
+class DatabaseExistsError(DatabaseError):
+    kind = "db.error/db-exists"
+
+
+# --- values and entities -----------------------------------------------------
+
+class WrongTypeError(FastDatomicError, TypeError):
+    """A value does not fit its attribute's ``:db/valueType``."""
+
+    kind = "db.error/wrong-type"
+
+
+class InvalidValueError(FastDatomicError, ValueError):
+    """A value of the right type that cannot be stored (NaN bigdec, lone surrogate, ...)."""
+
+    kind = "db.error/invalid-value"
+
+
+class NotAnEntityError(FastDatomicError, KeyError):
+    """An ident or lookup ref that names no entity."""
+
+    kind = "db.error/not-an-entity"
+
+    def __str__(self):  # KeyError would repr() the message
+        return FastDatomicError.__str__(self)
+
+
+class InvalidIndexError(FastDatomicError, ValueError):
+    """An index name or component list that does not fit the index."""
+
+    kind = "db.error/invalid-index"
