@@ -121,3 +121,97 @@ class InvalidIndexError(FastDatomicError, ValueError):
     """An index name or component list that does not fit the index."""
 
     kind = "db.error/invalid-index"
+
+
+# --- storage (appended by the storage SPI) -----------------------------------
+
+class StorageArgumentError(StorageError, ValueError):
+    """A storage call got an argument of the wrong type, size or shape (a caller bug)."""
+
+    kind = "storage/invalid-argument"
+
+
+class BlobConflictError(StorageError):
+    """A blob key already holds *different* bytes: blobs are immutable, written once."""
+
+    kind = "storage/blob-conflict"
+
+
+__all__ += ["StorageArgumentError", "BlobConflictError"]
+
+
+# --- EDN reader (appended by fastdatomic.edn) ---------------------------------
+
+class EdnSyntaxError(FastDatomicError, ValueError):
+    """EDN text that does not read; the message names what was expected, and the line and column.
+
+    ``data`` holds ``line``, ``column`` (both 1-based) and ``offset`` (0-based, in characters).
+    """
+
+    kind = "edn/syntax"
+
+
+__all__ += ["EdnSyntaxError"]
+
+
+# --- transactions --------------------------------------------------------------
+
+class TransactionError(FastDatomicError):
+    """A transaction was rejected; nothing of it was applied."""
+
+    kind = "db.error/transaction"
+
+
+class InvalidTxDataError(TransactionError, ValueError):
+    """Transaction data that is not a valid form (names the form)."""
+
+    kind = "db.error/invalid-tx-data"
+
+
+class DatomsConflictError(TransactionError):
+    """Two datoms of one transaction contradict each other."""
+
+    kind = "db.error/datoms-conflict"
+
+
+class UniqueConflictError(TransactionError):
+    """A :db/unique value already held by another entity."""
+
+    kind = "db.error/unique-conflict"
+
+
+class CasFailedError(TransactionError):
+    """``:db/cas`` found another value than the expected one."""
+
+    kind = "db.error/cas-failed"
+
+
+class EntitySpecFailedError(TransactionError):
+    """An entity spec (``:db/ensure``) does not hold after the transaction."""
+
+    kind = "db.error/entity-spec-failed"
+
+
+class AttrPredFailedError(TransactionError):
+    """A value failed one of its attribute's ``:db.attr/preds``."""
+
+    kind = "db.error/attr-pred-failed"
+
+
+class TxCancelledError(TransactionError):
+    """A transaction function cancelled the transaction (``fastdatomic.cancel``)."""
+
+    kind = "db.error/cancelled"
+
+
+class InvalidAlterAttributeError(TransactionError):
+    """A schema change Datomic does not allow (e.g. changing ``:db/valueType``)."""
+
+    kind = "db.error/invalid-alter-attribute"
+
+
+class TxTooLargeError(TransactionError):
+    """A transaction over the size limit."""
+
+    kind = "db.error/tx-too-large"
+    hint = "split the transaction into smaller ones"

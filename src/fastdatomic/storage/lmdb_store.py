@@ -1,0 +1,733 @@
+"""LMDB storage (protocol ``"dev"``): one LMDB environment under ``data-dir``.
+
+Layout -- one environment, three named sub-databases:
+
+* ``blobs``:   key = the blob key (1..64 bytes), value = the blob;
+* ``log``:     key = 16 bytes ``bytes.fromhex(db_id)`` + 8-byte big-endian ``t``
+  (so one database's log is one contiguous, ascending key range), value = record;
+* ``records``: key = UTF-8 name, value = record.
+
+Durability: the environment runs with ``sync=True, metasync=True,
+writemap=False, map_async=False``: a write transaction's commit returns only
+after the data pages and then the meta page are on disk, so :meth:`commit`
+returning ``True`` means durable, and a process killed at any point leaves
+either the previous or the new state (LMDB is copy-on-write with two meta pages).
+
+The map grows by itself. LMDB's map size is a *virtual* reservation (the file
+only grows as pages are written), but a write that needs more raises
+``MapFullError``; we abort, double the map (bounded by ``map_size_max``) and
+rerun the whole transaction. Changing the map size needs *no* transaction of
+this process open, so every transaction runs inside a shared "gate" and a
+resize takes it exclusively. The same gate handles another process growing the
+map: ``begin`` then raises ``MapResizedError`` and we adopt the new size with
+``set_mapsize(0)`` and retry.
+
+Several processes may share one environment (one writer, many readers): LMDB's
+lock file serialises writers and gives every reader a snapshot, so each commit
+is seen whole or not at all. Within one process an environment may be opened
+only once, so handles for the same directory share one environment.
+
+>>> import tempfile, os
+>>> from fastdatomic.storage import open_storage
+>>> d = tempfile.mkdtemp()
+>>> with open_storage("dev", path=os.path.join(d, "env")) as s:
+...     s.commit(blobs=[(b"seg", b"leaf")], records=[("root", None, b"seg")])
+True
+>>> with open_storage("dev", path=os.path.join(d, "env")) as s:
+...     s.get_record("root"), s.get(b"seg")
+(b'seg', b'leaf')
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from typing import Callable, Iterable, Iterator
+
+import lmdb
+
+from fastdatomic.errors import (
+    BlobConflictError, StorageArgumentError, StorageConfigError, StorageCorruptError,
+    StorageError, StorageFullError, StorageUnavailableError,
+)
+from fastdatomic.storage import (
+    T_LIMIT, Storage, _blob_items, _blob_key, _db_id, _log_bounds, _normalize_commit, _record_name,
+)
+
+__all__ = ["LmdbStorage", "open_lmdb_storage", "DEFAULT_MAP_SIZE", "MIN_MAP_SIZE"]
+
+#: Initial map reservation when none is given (virtual address space, not disk).
+DEFAULT_MAP_SIZE = 256 << 20
+#: Smallest map accepted: three named sub-databases need a few pages.
+MIN_MAP_SIZE = 64 << 10
+DEFAULT_MAX_READERS = 512
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_LOG_CHUNK_RECORDS = 1024
+_LOG_CHUNK_BYTES = 16 << 20
+_PUT_CHUNK_BYTES = 32 << 20
+_PUT_CHUNK_ITEMS = 10_000
+_DELETE_CHUNK = 10_000
+_T_END_SUFFIX = T_LIMIT.to_bytes(8, "big")    # > every valid t suffix
+
+_CORRUPT = tuple(getattr(lmdb, n) for n in (
+    "CorruptedError", "PageNotFoundError", "PanicError", "InvalidError", "VersionMismatchError",
+    "BadChecksumError", "IncompatibleError") if hasattr(lmdb, n))
+
+
+class _Gate:
+    """Many transactions in flight (shared) or one map resize (exclusive); resizes go first."""
+
+    __slots__ = ("_cond", "_active", "_exclusive", "_waiting")
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    def enter(self):
+        with self._cond:
+            while self._exclusive or self._waiting:
+                self._cond.wait()
+            self._active += 1
+
+    def leave(self):
+        with self._cond:
+            self._active -= 1
+            if not self._active and self._waiting:
+                self._cond.notify_all()
+
+    def enter_exclusive(self):
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._exclusive or self._active:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+
+    def leave_exclusive(self):
+        with self._cond:
+            self._exclusive = False
+            self._cond.notify_all()
+
+
+class _Env:
+    """One open LMDB environment, shared by every handle of this process on its directory."""
+
+    def __init__(self, path: str, key: tuple, env: lmdb.Environment, dbs: dict):
+        self.path = path
+        self.key = key
+        self.env = env
+        self.blobs = dbs["blobs"]
+        self.log = dbs["log"]
+        self.records = dbs["records"]
+        self.refs = 0
+        self.write_lock = threading.Lock()
+        self.gate = _Gate()
+        self.closed = False
+        self.pid = os.getpid()
+        self.grows = 0      # map growths done by this process
+        self.adopts = 0     # map growths by other processes adopted here
+
+    def adopt_map_size(self) -> None:
+        self.gate.enter_exclusive()
+        try:
+            if not self.closed:
+                self.env.set_mapsize(0)
+                self.adopts += 1
+        finally:
+            self.gate.leave_exclusive()
+
+    def grow(self, seen: int, map_size_max: int | None) -> None:
+        self.gate.enter_exclusive()
+        try:
+            if self.closed:
+                return
+            cur = self.env.info()["map_size"]
+            if cur > seen:          # grown meanwhile (adopted from another process)
+                return
+            if map_size_max is not None and cur >= map_size_max:
+                raise StorageFullError(
+                    f"LMDB environment {self.path} is full: its map is {cur} bytes and may not "
+                    f"grow past map_size_max={map_size_max}",
+                    data={"path": self.path, "map_size": cur, "map_size_max": map_size_max},
+                    hint=f"raise the map_size_max storage setting (lmdb-map-size-max in the "
+                         f"transactor properties; now {map_size_max} bytes), or free space with "
+                         f"gc-storage")
+            new = cur * 2
+            if map_size_max is not None:
+                new = min(new, map_size_max)
+            new = max(new, cur + _PAGE) // _PAGE * _PAGE
+            self.env.set_mapsize(new)
+            self.grows += 1
+        finally:
+            self.gate.leave_exclusive()
+
+    def close(self) -> None:
+        self.gate.enter_exclusive()
+        try:
+            if not self.closed:
+                self.closed = True
+                if self.pid == os.getpid():
+                    self.env.close()
+        finally:
+            self.gate.leave_exclusive()
+
+
+_ENVS: dict[tuple, _Env] = {}
+_ENVS_LOCK = threading.Lock()
+_FORK_ORPHANS: list = []
+
+
+def _after_fork_in_child():
+    # An LMDB environment must not be used across fork(): the child neither owns
+    # the parent's locks nor may close its reader slots. Forget (but keep alive,
+    # so nothing gets closed) whatever the parent had open.
+    global _ENVS, _ENVS_LOCK
+    _FORK_ORPHANS.append(_ENVS)
+    _ENVS = {}
+    _ENVS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_size(name: str, value, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StorageConfigError(
+            f"LMDB option {name} must be an int >= {minimum} (bytes), got {value!r}",
+            data={name: value})
+    return int(value)
+
+
+def open_lmdb_storage(path=None, map_size: int = DEFAULT_MAP_SIZE,
+                      map_size_max: int | None = None,
+                      max_readers: int = DEFAULT_MAX_READERS, **options) -> "LmdbStorage":
+    """Open (creating if missing) the LMDB environment directory ``path``.
+
+    ``map_size`` is the initial map (at least 64 KiB; it grows by itself),
+    ``map_size_max`` the bound on growth (``None`` = unbounded),
+    ``max_readers`` the reader-slot table size (fixed by the first opener).
+
+    >>> import tempfile
+    >>> s = open_lmdb_storage(tempfile.mkdtemp(), map_size=1 << 20)
+    >>> s.describe()["map_size"] >= 1 << 20
+    True
+    >>> s.close()
+    """
+    if options:
+        raise StorageConfigError(
+            f"unknown option(s) for dev (LMDB) storage: {', '.join(sorted(options))} "
+            "(supported: path, map_size, map_size_max, max_readers)",
+            data={"options": sorted(options)})
+    if path is None:
+        raise StorageConfigError("dev storage needs path= (the LMDB environment directory)",
+                                 hint="set data-dir in the transactor properties")
+    try:
+        path = os.path.abspath(os.fsdecode(os.fspath(path)))
+    except TypeError:
+        raise StorageConfigError(f"dev storage path must be a str or path, got {path!r}") from None
+    map_size = max(_check_size("map_size", map_size), MIN_MAP_SIZE)
+    map_size = -(-map_size // _PAGE) * _PAGE
+    if map_size_max is not None:
+        map_size_max = _check_size("map_size_max", map_size_max, MIN_MAP_SIZE)
+        if map_size_max < map_size:
+            raise StorageConfigError(
+                f"LMDB option map_size_max={map_size_max} is smaller than map_size={map_size}",
+                data={"map_size": map_size, "map_size_max": map_size_max})
+    max_readers = _check_size("max_readers", max_readers, 1)
+
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise StorageUnavailableError(
+            f"cannot create LMDB environment directory {path}: {e.strerror or e}",
+            data={"path": path}, hint="check data-dir and that the directory is writable") from e
+    if not os.path.isdir(path):
+        raise StorageUnavailableError(f"LMDB environment path {path} is not a directory",
+                                      data={"path": path})
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise StorageUnavailableError(
+            f"LMDB environment directory {path} is not writable by this process",
+            data={"path": path}, hint="fix the permissions of data-dir or point it elsewhere")
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino)
+    with _ENVS_LOCK:
+        shared = _ENVS.get(key)
+        if shared is None or shared.closed:
+            shared = _ENVS[key] = _open_env(path, key, map_size, max_readers)
+        shared.refs += 1
+    return LmdbStorage(shared, map_size_max)
+
+
+def _open_env(path: str, key: tuple, map_size: int, max_readers: int) -> _Env:
+    try:
+        env = lmdb.open(path, map_size=map_size, subdir=True, readonly=False, create=True,
+                        sync=True, metasync=True, writemap=False, map_async=False, lock=True,
+                        readahead=False, max_dbs=8, max_readers=max_readers, max_spare_txns=1)
+    except _CORRUPT as e:
+        raise StorageCorruptError(f"LMDB environment {path} cannot be opened: {e}",
+                                  data={"path": path}) from e
+    except (lmdb.Error, OSError) as e:
+        raise StorageUnavailableError(f"cannot open LMDB environment {path}: {e}",
+                                      data={"path": path}) from e
+    try:
+        env.reader_check()          # free reader slots of dead processes
+        dbs = {}
+        for name in ("blobs", "log", "records"):
+            for _ in range(64):
+                try:
+                    dbs[name] = env.open_db(name.encode(), create=True)
+                    break
+                except lmdb.MapFullError:
+                    env.set_mapsize(env.info()["map_size"] * 2)
+                except lmdb.MapResizedError:
+                    env.set_mapsize(0)
+            else:
+                raise StorageFullError(f"cannot create sub-database {name} in {path}")
+    except BaseException as e:
+        env.close()
+        if isinstance(e, lmdb.Error):
+            raise StorageUnavailableError(f"cannot open LMDB environment {path}: {e}",
+                                          data={"path": path}) from e
+        raise
+    return _Env(path, key, env, dbs)
+
+
+def _wrap(err: lmdb.Error, op: str, path: str) -> StorageError:
+    """An lmdb error as a typed storage error naming the operation and the path."""
+    data = {"path": path, "op": op, "lmdb_error": type(err).__name__}
+    code = getattr(err, "code", 0)
+    if isinstance(err, lmdb.DiskError) or code in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(f"disk full while LMDB {op} in {path}: {err}", data=data,
+                                hint=f"free disk space on the filesystem holding {path}")
+    if isinstance(err, lmdb.MapFullError):
+        return StorageFullError(f"LMDB map full during {op} in {path}: {err}", data=data)
+    if isinstance(err, lmdb.TxnFullError):
+        return StorageError(f"LMDB transaction too large during {op} in {path}: {err}", data=data,
+                            hint="split the write into several commits")
+    if isinstance(err, lmdb.ReadersFullError):
+        return StorageUnavailableError(f"LMDB reader slots exhausted during {op} in {path}: {err}",
+                                       data=data, hint="raise the max_readers storage setting")
+    if isinstance(err, _CORRUPT):
+        return StorageCorruptError(f"LMDB environment {path} is damaged ({op}): {err}", data=data)
+    if isinstance(err, (lmdb.ReadonlyError, lmdb.LockError)) or code in (errno.EACCES, errno.EPERM):
+        return StorageUnavailableError(f"LMDB {op} refused in {path}: {err}", data=data)
+    if isinstance(err, lmdb.BadValsizeError):
+        return StorageArgumentError(f"LMDB {op} in {path}: key or value of invalid size: {err}",
+                                    data=data)
+    if code == errno.EIO:
+        return StorageUnavailableError(f"I/O error during LMDB {op} in {path}: {err}", data=data)
+    return StorageError(f"LMDB {op} failed in {path}: {err}", data=data)
+
+
+def _log_key(db_id: str, t: int) -> bytes:
+    return bytes.fromhex(db_id) + t.to_bytes(8, "big")
+
+
+class LmdbStorage(Storage):
+    """A handle on a shared LMDB environment; see :class:`~fastdatomic.storage.Storage`.
+
+    >>> import tempfile
+    >>> s = open_lmdb_storage(tempfile.mkdtemp())
+    >>> s.commit(log=[("ab" * 16, 1, b"tx")]), s.log_last_t("ab" * 16)
+    (True, 1)
+    >>> s.close()
+    """
+
+    protocol = "dev"
+
+    def __init__(self, shared: _Env, map_size_max: int | None):
+        self._e = shared
+        self._map_size_max = map_size_max
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        """The environment directory."""
+        return self._e.path
+
+    # --- transaction plumbing ----------------------------------------------------
+
+    def _env(self) -> _Env:
+        e = self._e
+        if self._closed or e.closed:
+            raise StorageUnavailableError(f"LMDB storage {e.path} is closed", data={"path": e.path})
+        if e.pid != os.getpid():
+            raise StorageUnavailableError(
+                f"LMDB storage {e.path} was opened before fork(); open it again in this process "
+                "(use the 'spawn' start method)", data={"path": e.path})
+        return e
+
+    def _read(self, op: str, fn: Callable):
+        """Run ``fn(txn)`` in one read transaction (a consistent snapshot)."""
+        e = self._env()
+        for _ in range(1000):
+            e.gate.enter()
+            try:
+                if e.closed:
+                    raise StorageUnavailableError(f"LMDB storage {e.path} is closed")
+                try:
+                    txn = e.env.begin()
+                except lmdb.MapResizedError:
+                    pass
+                else:
+                    try:
+                        return fn(txn)
+                    finally:
+                        txn.abort()
+            except lmdb.Error as err:
+                raise _wrap(err, op, e.path) from err
+            finally:
+                e.gate.leave()
+            e.adopt_map_size()
+        raise StorageUnavailableError(f"LMDB {op} in {e.path}: the map kept being resized")
+
+    def _write(self, op: str, fn: Callable):
+        """Run ``fn(txn) -> (commit?, result)`` in one write transaction; commit durably
+        when asked. On a full map: abort, grow, rerun ``fn`` from scratch."""
+        e = self._env()
+        with e.write_lock:
+            while True:
+                action = None
+                e.gate.enter()
+                try:
+                    if e.closed:
+                        raise StorageUnavailableError(f"LMDB storage {e.path} is closed")
+                    try:
+                        txn = e.env.begin(write=True)
+                    except lmdb.MapResizedError:
+                        action = "adopt"
+                    else:
+                        try:
+                            do_commit, result = fn(txn)
+                            if do_commit:
+                                txn.commit()
+                            else:
+                                txn.abort()
+                            return result
+                        except lmdb.MapFullError:
+                            txn.abort()
+                            action = "grow"
+                            seen = e.env.info()["map_size"]
+                        except BaseException:
+                            txn.abort()
+                            raise
+                except lmdb.Error as err:
+                    raise _wrap(err, op, e.path) from err
+                finally:
+                    e.gate.leave()
+                if action == "adopt":
+                    e.adopt_map_size()
+                else:
+                    e.grow(seen, self._map_size_max)
+
+    # --- blobs -----------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """See :meth:`Storage.get`.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.get(b"k") is None
+        True
+        """
+        k = _blob_key(key)
+        db = self._e.blobs
+        return self._read("get", lambda txn: txn.get(k, db=db))
+
+    def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        """See :meth:`Storage.get_many`.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.put_blobs([(b"a", b"1")]); s.get_many([b"a", b"b"])
+        [b'1', None]
+        """
+        ks = [_blob_key(k) for k in keys]
+        db = self._e.blobs
+
+        def run(txn):
+            get = txn.get
+            return [get(k, db=db) for k in ks]
+        return self._read("get_many", run)
+
+    def put_blobs(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """See :meth:`Storage.put_blobs` (batches above 32 MiB go in several transactions).
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.put_blobs([(b"k", b"v")]); s.get(b"k")
+        b'v'
+        """
+        batch, size = [], 0
+        for item in _blob_items(items):
+            batch.append(item)
+            size += len(item[1])
+            if size >= _PUT_CHUNK_BYTES or len(batch) >= _PUT_CHUNK_ITEMS:
+                self._put_batch(batch)
+                batch, size = [], 0
+        if batch:
+            self._put_batch(batch)
+
+    def _put_batch(self, blobs):
+        db = self._e.blobs
+
+        def run(txn):
+            self._put_blobs_in(txn, db, blobs)
+            return True, None
+        self._write("put_blobs", run)
+
+    @staticmethod
+    def _put_blobs_in(txn, db, blobs):
+        put = txn.put
+        for k, v in blobs:
+            if not put(k, v, overwrite=False, db=db):
+                old = txn.get(k, db=db)
+                if old != v:
+                    raise BlobConflictError(
+                        f"blob {k.hex()} already holds different bytes ({len(old)} vs {len(v)} "
+                        "bytes); blobs are immutable", data={"key": k})
+
+    def delete_blobs(self, keys: Iterable[bytes]) -> None:
+        """See :meth:`Storage.delete_blobs` (large deletes go in several transactions).
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.put_blobs([(b"k", b"v")]); s.delete_blobs([b"k"]); s.get(b"k") is None
+        True
+        """
+        ks = [_blob_key(k) for k in keys]
+        db = self._e.blobs
+        for i in range(0, len(ks), _DELETE_CHUNK):
+            part = ks[i:i + _DELETE_CHUNK]
+
+            def run(txn, part=part):
+                for k in part:
+                    txn.delete(k, db=db)
+                return True, None
+            self._write("delete_blobs", run)
+
+    # --- log -------------------------------------------------------------------
+
+    def log_range(self, db_id: str, start_t: int | None = None,
+                  end_t: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """See :meth:`Storage.log_range`: a cursor range scan, 1024 records per read txn.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp()); db = "ab" * 16
+        >>> s.commit(log=[(db, 2, b"b"), (db, 1, b"a")]); list(s.log_range(db))
+        True
+        [(1, b'a'), (2, b'b')]
+        """
+        db_id = _db_id(db_id)
+        lo, hi = _log_bounds(start_t, end_t)
+        self._env()
+        return self._iter_log(bytes.fromhex(db_id), lo, hi)
+
+    def _iter_log(self, prefix: bytes, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
+        db = self._e.log
+        hi_key = prefix + hi.to_bytes(8, "big")
+        while lo < hi:
+            start = prefix + lo.to_bytes(8, "big")
+
+            def run(txn):
+                out, size = [], 0
+                cur = txn.cursor(db=db)
+                if not cur.set_range(start):
+                    return out, False
+                for k, v in cur.iternext():
+                    if k >= hi_key:
+                        return out, False
+                    out.append((int.from_bytes(k[16:], "big"), v))
+                    size += len(v)
+                    if len(out) >= _LOG_CHUNK_RECORDS or size >= _LOG_CHUNK_BYTES:
+                        return out, True
+                return out, False
+            chunk, more = self._read("log_range", run)
+            yield from chunk
+            if not more or not chunk:
+                return
+            lo = chunk[-1][0] + 1
+
+    def log_last_t(self, db_id: str) -> int | None:
+        """See :meth:`Storage.log_last_t`.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.log_last_t("ab" * 16) is None
+        True
+        """
+        prefix = bytes.fromhex(_db_id(db_id))
+        db = self._e.log
+
+        def run(txn):
+            cur = txn.cursor(db=db)
+            ok = cur.prev() if cur.set_range(prefix + _T_END_SUFFIX) else cur.last()
+            if not ok:
+                return None
+            k = cur.key()
+            return int.from_bytes(k[16:], "big") if k[:16] == prefix else None
+        return self._read("log_last_t", run)
+
+    def delete_log(self, db_id: str) -> None:
+        """See :meth:`Storage.delete_log` (large logs are deleted in several transactions).
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp()); db = "ab" * 16
+        >>> s.commit(log=[(db, 1, b"a")]); s.delete_log(db); s.log_last_t(db) is None
+        True
+        True
+        """
+        prefix = bytes.fromhex(_db_id(db_id))
+        db = self._e.log
+
+        def run(txn):
+            cur = txn.cursor(db=db)
+            n = 0
+            if cur.set_range(prefix):
+                while cur.key()[:16] == prefix:
+                    if n >= _DELETE_CHUNK:
+                        return True, True
+                    if not cur.delete():        # moves to the next key
+                        break
+                    n += 1
+            return True, False
+        while self._write("delete_log", run):
+            pass
+
+    # --- records ---------------------------------------------------------------
+
+    def get_record(self, name: str) -> bytes | None:
+        """See :meth:`Storage.get_record`.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.get_record("lease") is None
+        True
+        """
+        k = _record_name(name).encode("utf-8", "surrogatepass")
+        db = self._e.records
+        return self._read("get_record", lambda txn: txn.get(k, db=db))
+
+    def list_records(self, prefix: str) -> list[tuple[str, bytes]]:
+        """See :meth:`Storage.list_records`.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.commit(records=[("root/a", None, b"1"), ("lease", None, b"e")]); s.list_records("root/")
+        True
+        [('root/a', b'1')]
+        """
+        if type(prefix) is not str:
+            raise StorageArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
+        p = prefix.encode("utf-8", "surrogatepass")
+        db = self._e.records
+
+        def run(txn):
+            out = []
+            cur = txn.cursor(db=db)
+            if cur.set_range(p):
+                for k, v in cur.iternext():
+                    if not k.startswith(p):
+                        break
+                    out.append((k.decode("utf-8", "surrogatepass"), v))
+            return out
+        return self._read("list_records", run)
+
+    # --- commit ----------------------------------------------------------------
+
+    def commit(self, *, blobs=(), log=(), records=(), checks=()) -> bool:
+        """See :meth:`Storage.commit`: one LMDB write transaction, fsync'd before ``True``.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> s.commit(records=[("r", None, b"1")]), s.commit(records=[("r", None, b"2")])
+        (True, False)
+        """
+        nblobs, nlog, nrecords, nchecks = _normalize_commit(blobs, log, records, checks)
+        enc = str.encode
+        checks_b = [(enc(n, "utf-8", "surrogatepass"), x) for n, x in nchecks]
+        records_b = [(enc(n, "utf-8", "surrogatepass"), x, new) for n, x, new in nrecords]
+        log_b = [(_log_key(db_id, t), v) for db_id, t, v in nlog]
+        e = self._e
+        rdb, ldb, bdb = e.records, e.log, e.blobs
+
+        def run(txn):
+            get, put = txn.get, txn.put
+            for k, expected in checks_b:
+                if get(k, db=rdb) != expected:
+                    return False, False
+            for k, expected, _new in records_b:
+                if get(k, db=rdb) != expected:
+                    return False, False
+            for k, v in log_b:
+                if not put(k, v, overwrite=False, db=ldb):
+                    return False, False
+            if nblobs:
+                self._put_blobs_in(txn, bdb, nblobs)
+            for k, _expected, new in records_b:
+                if new is None:
+                    txn.delete(k, db=rdb)
+                else:
+                    put(k, new, db=rdb)
+            return True, True
+        return self._write("commit", run)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release this handle; the environment closes with its last handle in this process.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp()); s.close(); s.close()
+        """
+        if self._closed:
+            return
+        self._closed = True
+        e = self._e
+        if e.pid != os.getpid():
+            return
+        with _ENVS_LOCK:
+            e.refs -= 1
+            last = e.refs <= 0
+            if last and _ENVS.get(e.key) is e:
+                del _ENVS[e.key]
+        if last:
+            e.close()
+
+    def describe(self) -> dict:
+        """Status: backend, path, map and file sizes, entry counts, growth counters.
+
+        >>> import tempfile; s = open_lmdb_storage(tempfile.mkdtemp())
+        >>> d = s.describe(); d["backend"], d["blobs"], d["map_size_max"]
+        ('lmdb', 0, None)
+        """
+        e = self._e
+
+        def run(txn):
+            return {n: txn.stat(db)["entries"] for n, db in
+                    (("blobs", e.blobs), ("log_records", e.log), ("records", e.records))}
+        counts = self._read("describe", run)
+        e.gate.enter()
+        try:
+            info, stat = e.env.info(), e.env.stat()
+        finally:
+            e.gate.leave()
+        try:
+            file_bytes = os.stat(os.path.join(e.path, "data.mdb")).st_size
+        except OSError:
+            file_bytes = None
+        return {
+            "backend": "lmdb",
+            "protocol": "dev",
+            "path": e.path,
+            "map_size": info["map_size"],
+            "map_size_max": self._map_size_max,
+            "used_bytes": (info["last_pgno"] + 1) * stat["psize"],
+            "file_bytes": file_bytes,
+            "page_size": stat["psize"],
+            **counts,
+            "readers": info["num_readers"],
+            "max_readers": info["max_readers"],
+            "map_grows": e.grows,
+            "map_adopts": e.adopts,
+            "lmdb_version": ".".join(map(str, lmdb.version())),
+        }
+
+    def __repr__(self):
+        return f"<LmdbStorage path={self._e.path!r}{' closed' if self._closed else ''}>"
