@@ -1,0 +1,140 @@
+# cython: language_level=3
+"""Log records and index-key derivation.
+
+A transaction's datoms are encoded once, as EAVT keys; the AEVT, AVET and VAET
+keys are byte shuffles of it (every key ends in tx + added, ids are 8 bytes):
+
+    EAVT  e a v T      AEVT  a e v T      AVET  a v e T      VAET  v a e T
+
+A log record holds one transaction (or one group-commit batch member):
+``b"T" ver varint:t varint:next_n varint:n`` then per datom ``u8 flags, varint len, EAVT key``,
+where flags say which optional indexes hold it (1 = AVET, 2 = VAET).
+
+>>> from fastdatomic._core.codec import encode_key, TYPE_REF
+>>> k = encode_key(0, 1, 2, TYPE_REF, 3, 4, True)
+>>> rec = encode_log(7, 1000, [k], [FLAG_VAET])
+>>> decode_log(rec) == (7, 1000, [k], [FLAG_VAET])
+True
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+from libc.stdint cimport uint64_t
+
+from fastdatomic.errors import StorageCorruptError
+
+FLAG_AVET = 1
+FLAG_VAET = 2
+LOG_VERSION = 1
+
+
+cpdef tuple derive_keys(bytes eavt, int flags):
+    """``(aevt, avet_or_None, vaet_or_None)`` from an EAVT key.
+
+    >>> from fastdatomic._core.codec import encode_key, TYPE_LONG, decode_key
+    >>> a, av, va = derive_keys(encode_key(0, 5, 6, TYPE_LONG, 7, 8, True), FLAG_AVET)
+    >>> tuple(decode_key(2, av)) == (5, 6, 7, 8, True), va is None
+    (True, True)
+    """
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(eavt)
+    if n < 16 + 1 + 9:
+        raise ValueError(f"EAVT key of {n} bytes is too short")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(eavt)
+    cdef Py_ssize_t vlen = n - 16 - 9
+    cdef bytes aevt = PyBytes_FromStringAndSize(NULL, n)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(aevt)
+    memcpy(q, p + 8, 8)
+    memcpy(q + 8, p, 8)
+    memcpy(q + 16, p + 16, n - 16)
+    avet = None
+    vaet = None
+    if flags & FLAG_AVET:
+        avet = PyBytes_FromStringAndSize(NULL, n)
+        q = <unsigned char*>PyBytes_AS_STRING(avet)
+        memcpy(q, p + 8, 8)
+        memcpy(q + 8, p + 16, vlen)
+        memcpy(q + 8 + vlen, p, 8)
+        memcpy(q + 16 + vlen, p + n - 9, 9)
+    if flags & FLAG_VAET:
+        vaet = PyBytes_FromStringAndSize(NULL, n)
+        q = <unsigned char*>PyBytes_AS_STRING(vaet)
+        memcpy(q, p + 16, vlen)
+        memcpy(q + vlen, p + 8, 8)
+        memcpy(q + vlen + 8, p, 8)
+        memcpy(q + vlen + 16, p + n - 9, 9)
+    return (aevt, avet, vaet)
+
+
+cdef inline Py_ssize_t put_varint(unsigned char* p, uint64_t x) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    while x >= 0x80:
+        p[i] = <unsigned char>((x & 0x7F) | 0x80)
+        x >>= 7
+        i += 1
+    p[i] = <unsigned char>x
+    return i + 1
+
+
+cdef uint64_t get_varint(const unsigned char* p, Py_ssize_t size, Py_ssize_t* pos) except? 0:
+    cdef uint64_t x = 0
+    cdef int shift = 0
+    while True:
+        if pos[0] >= size or shift > 63:
+            raise StorageCorruptError(f"log record truncated at byte {pos[0]}")
+        x |= (<uint64_t>(p[pos[0]] & 0x7F)) << shift
+        pos[0] += 1
+        if not (p[pos[0] - 1] & 0x80):
+            return x
+        shift += 7
+
+
+def encode_log(uint64_t t, uint64_t next_n, list keys, list flags):
+    """Encode one transaction's log record from its EAVT keys and index flags."""
+    cdef Py_ssize_t n = len(keys), i, total = 32, w, ln
+    for k in keys:
+        total += PyBytes_GET_SIZE(k) + 11
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(out)
+    q[0] = b'T'
+    q[1] = LOG_VERSION
+    w = 2
+    w += put_varint(q + w, t)
+    w += put_varint(q + w, next_n)
+    w += put_varint(q + w, n)
+    for i in range(n):
+        k = <bytes>keys[i]
+        ln = PyBytes_GET_SIZE(k)
+        q[w] = <unsigned char>(<int>flags[i])
+        w += 1
+        w += put_varint(q + w, ln)
+        memcpy(q + w, PyBytes_AS_STRING(k), ln)
+        w += ln
+    return out[:w]
+
+
+def decode_log(bytes rec):
+    """``(t, next_n, eavt_keys, flags)`` from a log record; corrupt bytes raise ``StorageCorruptError``."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(rec)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(rec), pos = 2, i, ln
+    if size < 2 or p[0] != b'T':
+        raise StorageCorruptError("not a log record")
+    if p[1] != LOG_VERSION:
+        raise StorageCorruptError(f"log record version {p[1]} is not supported")
+    t = get_varint(p, size, &pos)
+    next_n = get_varint(p, size, &pos)
+    cdef Py_ssize_t n = get_varint(p, size, &pos)
+    cdef list keys = []
+    cdef list flags = []
+    for i in range(n):
+        if pos >= size:
+            raise StorageCorruptError(f"log record of t={t} truncated at datom {i}")
+        flags.append(p[pos])
+        pos += 1
+        ln = get_varint(p, size, &pos)
+        if ln > size - pos:
+            raise StorageCorruptError(f"log record of t={t} truncated at datom {i}")
+        keys.append(PyBytes_FromStringAndSize(<const char*>(p + pos), ln))
+        pos += ln
+    if pos != size:
+        raise StorageCorruptError(f"log record of t={t} has {size - pos} trailing bytes")
+    return (t, next_n, keys, flags)

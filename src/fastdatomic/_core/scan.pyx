@@ -1,0 +1,271 @@
+# cython: language_level=3
+"""Index scans: one sorted stream out of the durable tree's leaves and the novelty runs.
+
+A database value reads an index as ``tree ⊕ novelty``. Every source is sorted; the
+scan merges them (k is small: one tree plus O(log n) novelty runs) and then, per
+``(e, a, v)`` group — keys whose bytes agree up to the last 9 (tx + added) — decides
+what the database value sees:
+
+- ``MODE_CURRENT``: the last datom of the group with ``tx <= max_tx`` is in effect;
+  it is emitted if it is an assertion with ``tx > min_tx`` (``since``).
+- ``MODE_HISTORY``: every datom with ``min_tx < tx <= max_tx``.
+
+Leaves of the tree are pulled one at a time from a Python ``cursor`` object with a
+``next_leaf() -> KeyBlock | None`` method, so storage I/O stays in Python while the
+per-datom loop stays in C.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memcmp
+from libc.stdint cimport uint32_t, int64_t, uint64_t
+
+from fastdatomic._core.segment cimport KeyBlock, cmp_bytes, lower_bound
+from fastdatomic._core.datom cimport Datom
+from fastdatomic._core.codec cimport decode_key_ptr, key_tx
+from fastdatomic._core.segment cimport make_block
+from libc.string cimport memcpy
+
+MODE_CURRENT = 0
+MODE_HISTORY = 1
+
+DEF MAX_SOURCES = 96
+
+
+cdef inline bint same_group(const unsigned char* a, Py_ssize_t na,
+                            const unsigned char* b, Py_ssize_t nb) noexcept nogil:
+    return na == nb and memcmp(a, b, na - 9) == 0
+
+
+cdef class Scan:
+    """An iterator of datoms over one index of one database value.
+
+    Built by the database layer (``fastdatomic.db``), not by users.
+    ``next()`` yields ``Datom``; ``count()`` consumes and counts; ``keys()`` yields raw keys.
+    """
+
+    cdef int index
+    cdef int mode
+    cdef int64_t max_tx
+    cdef int64_t min_tx
+    cdef bytes end
+    cdef bint has_end
+    cdef const unsigned char* end_p
+    cdef Py_ssize_t end_n
+    cdef object cursor          # tree leaf supplier or None
+    cdef list blocks            # KeyBlock per source (keeps buffers alive)
+    cdef int nsrc
+    cdef const unsigned char* base[MAX_SOURCES]
+    cdef const uint32_t* offs[MAX_SOURCES]
+    cdef Py_ssize_t pos[MAX_SOURCES]
+    cdef Py_ssize_t lim[MAX_SOURCES]
+    cdef bint tree_src          # source 0 is the tree cursor
+    # the key found by advance()
+    cdef KeyBlock out_block
+    cdef const unsigned char* out_p
+    cdef Py_ssize_t out_n
+    # history mode de-duplication (a datom present in two sources)
+    cdef bytes last_key
+
+    def __init__(self, int index, cursor, list runs, bytes start, end, int mode,
+                 int64_t max_tx, int64_t min_tx):
+        cdef KeyBlock kb
+        cdef const unsigned char* sp = <const unsigned char*>PyBytes_AS_STRING(start)
+        cdef Py_ssize_t sn = PyBytes_GET_SIZE(start)
+        if len(runs) + 1 > MAX_SOURCES:
+            raise ValueError(f"too many novelty runs ({len(runs)})")
+        self.index = index
+        self.mode = mode
+        self.max_tx = max_tx
+        self.min_tx = min_tx
+        self.has_end = end is not None
+        self.end = end if end is not None else b""
+        self.end_p = <const unsigned char*>PyBytes_AS_STRING(self.end)
+        self.end_n = PyBytes_GET_SIZE(self.end)
+        self.cursor = cursor
+        self.blocks = []
+        self.nsrc = 0
+        self.tree_src = cursor is not None
+        self.last_key = None
+        if cursor is not None:
+            kb = cursor.next_leaf()
+            self._set_source(0, kb if kb is not None else KeyBlock.empty())
+            self.pos[0] = lower_bound(self.base[0], self.offs[0], 0, self.lim[0], sp, sn)
+        for run in runs:
+            kb = <KeyBlock>run
+            if kb.n == 0:
+                continue
+            self._set_source(self.nsrc, kb)
+            self.pos[self.nsrc - 1] = lower_bound(kb.base, kb.offs, 0, kb.n, sp, sn)
+        if not self.tree_src and self.nsrc == 0:
+            self._set_source(0, KeyBlock.empty())
+
+    cdef void _set_source(self, int i, KeyBlock kb):
+        if i < len(self.blocks):
+            self.blocks[i] = kb
+        else:
+            self.blocks.append(kb)
+            self.nsrc += 1
+        self.base[i] = kb.base
+        self.offs[i] = kb.offs
+        self.pos[i] = 0
+        self.lim[i] = kb.n
+
+    cdef int _refill(self) except -1:
+        # The tree source ran off its leaf: pull the next one (Python, rare).
+        cdef KeyBlock kb
+        while True:
+            nxt = self.cursor.next_leaf()
+            if nxt is None:
+                self.tree_src = False
+                self.lim[0] = 0
+                self.pos[0] = 0
+                return 0
+            kb = <KeyBlock>nxt
+            self._set_source(0, kb)
+            if kb.n:
+                return 1
+
+    cdef inline int _min_source(self) except -2:
+        # Index of the source with the smallest head key, -1 when all are done.
+        cdef int i, best = -1
+        cdef const unsigned char* bp = NULL
+        cdef Py_ssize_t bn = 0
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        if self.tree_src and self.pos[0] >= self.lim[0]:
+            self._refill()
+        for i in range(self.nsrc):
+            if self.pos[i] < self.lim[i]:
+                p = self.base[i] + self.offs[i][self.pos[i]]
+                n = self.offs[i][self.pos[i] + 1] - self.offs[i][self.pos[i]]
+                if best < 0 or cmp_bytes(p, n, bp, bn) < 0:
+                    best = i
+                    bp = p
+                    bn = n
+        if best >= 0 and self.has_end and cmp_bytes(bp, bn, self.end_p, self.end_n) >= 0:
+            return -1
+        return best
+
+    cdef int advance(self) except -1:
+        """Find the next visible key; 1 when found (out_p/out_n/out_block), 0 at the end."""
+        cdef int s
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        cdef const unsigned char* gp
+        cdef Py_ssize_t gn
+        cdef int64_t tx
+        cdef KeyBlock best_block = None
+        cdef const unsigned char* best_p = NULL
+        cdef Py_ssize_t best_n = 0
+        if self.mode == 1:
+            while True:
+                s = self._min_source()
+                if s < 0:
+                    return 0
+                p = self.base[s] + self.offs[s][self.pos[s]]
+                n = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
+                self.pos[s] += 1
+                tx = key_tx(p, n)
+                if tx <= self.min_tx or tx > self.max_tx:
+                    continue
+                if self.nsrc > 1:
+                    if self.last_key is not None and PyBytes_GET_SIZE(self.last_key) == n and \
+                            memcmp(PyBytes_AS_STRING(self.last_key), p, n) == 0:
+                        continue
+                    self.last_key = PyBytes_FromStringAndSize(<const char*>p, n)
+                self.out_block = <KeyBlock>self.blocks[s]
+                self.out_p = p
+                self.out_n = n
+                return 1
+        while True:
+            s = self._min_source()
+            if s < 0:
+                return 0
+            gp = self.base[s] + self.offs[s][self.pos[s]]
+            gn = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
+            group_block = self.blocks[s]   # keeps gp alive while the tree moves on
+            best_p = NULL
+            while True:
+                p = self.base[s] + self.offs[s][self.pos[s]]
+                n = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
+                if not same_group(gp, gn, p, n):
+                    break
+                tx = key_tx(p, n)
+                if tx <= self.max_tx:
+                    best_block = <KeyBlock>self.blocks[s]
+                    best_p = p
+                    best_n = n
+                self.pos[s] += 1
+                s = self._min_source()
+                if s < 0:
+                    break
+            if best_p != NULL and best_p[best_n - 1] == 1 and key_tx(best_p, best_n) > self.min_tx:
+                self.out_block = best_block
+                self.out_p = best_p
+                self.out_n = best_n
+                return 1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.advance():
+            return decode_key_ptr(self.index, self.out_p, self.out_n)
+        raise StopIteration
+
+    def next_key(self):
+        """The next visible raw key, or ``None`` at the end."""
+        if self.advance():
+            return PyBytes_FromStringAndSize(<const char*>self.out_p, self.out_n)
+        return None
+
+    def count(self, Py_ssize_t limit=-1):
+        """Consume the scan and return how many datoms it holds (up to ``limit``)."""
+        cdef Py_ssize_t c = 0
+        while (limit < 0 or c < limit) and self.advance():
+            c += 1
+        return c
+
+    def take(self, Py_ssize_t limit=-1):
+        """Up to ``limit`` datoms (all when negative) as a list."""
+        cdef list out = []
+        cdef Py_ssize_t c = 0
+        while (limit < 0 or c < limit) and self.advance():
+            out.append(decode_key_ptr(self.index, self.out_p, self.out_n))
+            c += 1
+        return out
+
+
+def keys_after_tx(KeyBlock kb, int64_t tx):
+    """The keys of ``kb`` whose tx is greater than ``tx``, as a new block.
+
+    After an indexing job, novelty keeps only what the new durable index lacks.
+    """
+    cdef Py_ssize_t i, n = 0, total = 0, ln
+    cdef const unsigned char* p
+    with nogil:
+        for i in range(kb.n):
+            p = kb.base + kb.offs[i]
+            ln = kb.offs[i + 1] - kb.offs[i]
+            if key_tx(p, ln) > tx:
+                n += 1
+                total += ln
+    if n == kb.n:
+        return kb
+    cdef bytes data = PyBytes_FromStringAndSize(NULL, total)
+    cdef bytes offs = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)
+    cdef unsigned char* d = <unsigned char*>PyBytes_AS_STRING(data)
+    cdef uint32_t* o = <uint32_t*>PyBytes_AS_STRING(offs)
+    cdef uint32_t pos = 0
+    cdef Py_ssize_t j = 0
+    with nogil:
+        for i in range(kb.n):
+            p = kb.base + kb.offs[i]
+            ln = kb.offs[i + 1] - kb.offs[i]
+            if key_tx(p, ln) > tx:
+                o[j] = pos
+                memcpy(d + pos, p, ln)
+                pos += <uint32_t>ln
+                j += 1
+        o[j] = pos
+    return make_block(data, offs, n)

@@ -1,0 +1,272 @@
+"""Databases in storage: create, delete, list, load, and the single writer's commit path.
+
+Storage layout (ARCHITECTURE §3):
+- record ``db/<name>``: the database root (orjson): ``db_id``, ``basis_t``, ``next_n``,
+  ``index_basis_t`` and the four index tree roots;
+- log ``(db_id, t)``: one record per transaction (``_core.logrec``);
+- blobs: index segments, by 16-byte id.
+
+Every commit is ONE storage transaction: the log record plus the root CAS (expected:
+the root this writer last wrote), plus any fence checks (the lease epoch), so a
+stale writer can commit nothing (ARCHITECTURE §4.2).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+
+import orjson
+
+from fastdatomic._core.logrec import encode_log, decode_log
+from fastdatomic.db.database import Database, load_schema
+from fastdatomic.db.memindex import MemoryIndex, INDEXES
+from fastdatomic.db.schema import BOOTSTRAP, Schema, DB_TXINSTANT, FIRST_FREE_N
+from fastdatomic.db.segments import SegmentStore
+from fastdatomic.db.tree import merge_tree
+from fastdatomic.errors import (
+    DatabaseNotFoundError, FencedError, InvalidValueError, StorageCorruptError,
+)
+from fastdatomic.ids import t_to_tx
+
+__all__ = [
+    "create_database", "delete_database", "list_databases", "load_database",
+    "read_root", "DatabaseWriter", "ROOT_PREFIX", "replay_log",
+]
+
+ROOT_PREFIX = "db/"
+ROOT_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+EPOCH_ZERO = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _check_name(name: str):
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidValueError(
+            f"database name {name!r} is invalid: use 1-200 characters of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit")
+
+
+def _root_bytes(db_id, name, basis_t, next_n, index_basis_t, roots) -> bytes:
+    return orjson.dumps({
+        "v": ROOT_VERSION, "db_id": db_id, "name": name, "basis_t": basis_t, "next_n": next_n,
+        "index_basis_t": index_basis_t, "roots": [r.hex() if r else None for r in roots],
+    })
+
+
+def read_root(storage, name: str) -> tuple[dict, bytes]:
+    """The decoded root of database ``name`` and its raw bytes; ``DatabaseNotFoundError`` if absent."""
+    raw = storage.get_record(ROOT_PREFIX + name)
+    if raw is None:
+        raise DatabaseNotFoundError(f"database {name!r} does not exist", data={"name": name})
+    try:
+        root = orjson.loads(raw)
+        if root.get("v") != ROOT_VERSION:
+            raise ValueError(f"version {root.get('v')}")
+        root["roots"] = [bytes.fromhex(r) if r else None for r in root["roots"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise StorageCorruptError(f"root record of database {name!r} does not decode: {e}") from None
+    return root, raw
+
+
+def create_database(storage, name: str) -> bool:
+    """Create database ``name`` (genesis transaction at t=0); ``False`` if it exists.
+
+    >>> from fastdatomic.storage import open_storage
+    >>> st = open_storage("mem", name="doc-catalog")
+    >>> create_database(st, "a"), create_database(st, "a"), list_databases(st)
+    (True, False, ['a'])
+    """
+    _check_name(name)
+    if storage.get_record(ROOT_PREFIX + name) is not None:
+        return False
+    db_id = uuid.uuid4().hex
+    empty = Database(db_id=db_id, name=name, segs=None, roots=(None,) * 4, index_basis_t=-1,
+                     memindex=MemoryIndex.empty(), basis_t=-1, next_n=0,
+                     schema=Schema.bootstrap())
+    genesis = [(e, a, v, True) for e, a, v in BOOTSTRAP]
+    genesis.append((t_to_tx(0), DB_TXINSTANT, EPOCH_ZERO, True))
+    _, keys, flags = empty.apply(genesis, 0, FIRST_FREE_N)
+    root = _root_bytes(db_id, name, 0, FIRST_FREE_N, -1, (None,) * 4)
+    return storage.commit(log=[(db_id, 0, encode_log(0, FIRST_FREE_N, keys, flags))],
+                          records=[(ROOT_PREFIX + name, None, root)])
+
+
+def delete_database(storage, name: str) -> bool:
+    """Delete database ``name``; ``False`` if it did not exist. Its log goes at once;
+    its segments become garbage for ``gc-storage``.
+
+    >>> from fastdatomic.storage import open_storage
+    >>> st = open_storage("mem", name="doc-catalog-del")
+    >>> create_database(st, "x"), delete_database(st, "x"), delete_database(st, "x")
+    (True, True, False)
+    """
+    raw = storage.get_record(ROOT_PREFIX + name)
+    if raw is None:
+        return False
+    root, raw = read_root(storage, name)
+    if not storage.commit(records=[(ROOT_PREFIX + name, raw, None)]):
+        return False
+    storage.delete_log(root["db_id"])
+    return True
+
+
+def list_databases(storage) -> list[str]:
+    """Names of the databases in ``storage``, sorted."""
+    return sorted(name[len(ROOT_PREFIX):] for name, _ in storage.list_records(ROOT_PREFIX))
+
+
+def replay_log(db: Database, records) -> Database:
+    """``db`` with the log records ``[(t, bytes), ...]`` (ascending, all after its basis) added.
+
+    Keys of all records go into the memory index in one step; the schema is rebuilt once.
+    """
+    eavt, flags = [], []
+    t = db.basis_t
+    next_n = db.next_n
+    for rt, rec in records:
+        t_, next_n, keys, fl = decode_log(rec)
+        if t_ != rt:
+            raise StorageCorruptError(f"log record stored at t={rt} says t={t_}")
+        if t_ <= t:
+            continue
+        t = t_
+        eavt.extend(keys)
+        flags.extend(fl)
+    if not eavt:
+        return db
+    return db.apply_keys(t, next_n, eavt, flags)
+
+
+def load_database(storage, name: str, segs: SegmentStore | None = None) -> Database:
+    """The latest value of database ``name``: durable trees plus the log since the index basis.
+
+    >>> from fastdatomic.storage import open_storage
+    >>> st = open_storage("mem", name="doc-catalog-load")
+    >>> _ = create_database(st, "x"); load_database(st, "x").basis_t
+    0
+    """
+    root, _ = read_root(storage, name)
+    return _load(storage, root, segs)
+
+
+def _load(storage, root: dict, segs) -> Database:
+    segs = segs or SegmentStore(storage)
+    db = Database(db_id=root["db_id"], name=root["name"], segs=segs, roots=root["roots"],
+                  index_basis_t=root["index_basis_t"], memindex=MemoryIndex.empty(),
+                  basis_t=root["index_basis_t"], next_n=root["next_n"], schema=Schema.bootstrap())
+    db = replay_log(db, storage.log_range(root["db_id"], root["index_basis_t"] + 1, None))
+    db.schema = load_schema(db)
+    return db
+
+
+class DatabaseWriter:
+    """The single writer of one database: fenced commits and the indexing job.
+
+    ``fence`` is a callable returning the storage checks every commit must pass
+    (the transactor passes its lease epoch); ``None`` for the in-process ``mem`` system.
+    After a failed CAS the writer is *poisoned*: its in-memory state is dropped and
+    every further commit raises ``FencedError`` (ARCHITECTURE §4.2).
+
+    >>> from fastdatomic.storage import open_storage
+    >>> st = open_storage("mem", name="doc-writer")
+    >>> _ = create_database(st, "w")
+    >>> w = DatabaseWriter(st, "w")
+    >>> db = w.commit([(w.db.next_n + 1, 51, "a doc", True)], w.db.next_n, w.db.next_n + 2)
+    >>> db.basis_t, load_database(st, "w").basis_t
+    (1000, 1000)
+    """
+
+    def __init__(self, storage, name: str, segs: SegmentStore | None = None, fence=None):
+        self.storage = storage
+        self.name = name
+        self.fence = fence
+        root, raw = read_root(storage, name)
+        self._root_raw = raw
+        self.db = _load(storage, root, segs)
+        self.poisoned = False
+
+    def _checks(self):
+        return list(self.fence()) if self.fence is not None else []
+
+    def _root_for(self, db: Database) -> bytes:
+        return _root_bytes(db.db_id, db.name, db.basis_t, db.next_n, db.index_basis_t, db.roots)
+
+    def _fail(self, what: str):
+        self.poisoned = True
+        self.db = None
+        raise FencedError(f"{what} of database {self.name!r} was refused by storage: another writer "
+                          "took over or the root changed; this writer stops")
+
+    def commit(self, datoms, t: int, next_n: int, tx_instant=None) -> Database:
+        """Durably commit one transaction's final datoms at ``t``; returns the new value."""
+        return self.commit_batch([(datoms, t, next_n, tx_instant)])[-1]
+
+    def commit_batch(self, txs) -> list[Database]:
+        """Group commit: several transactions ``(datoms, t, next_n, tx_instant)`` in ONE storage commit.
+
+        Returns the database value after each. Nothing is visible or acknowledged unless
+        the storage commit returned success.
+        """
+        if self.poisoned:
+            raise FencedError(f"writer of database {self.name!r} was fenced and must not commit")
+        db = self.db
+        values, log = [], []
+        for datoms, t, next_n, tx_instant in txs:
+            if t <= db.basis_t:
+                raise InvalidValueError(f"t={t} is not after basis t={db.basis_t}")
+            db, keys, flags = db.apply(datoms, t, next_n, tx_instant)
+            log.append((db.db_id, t, encode_log(t, next_n, keys, flags)))
+            values.append(db)
+        new_raw = self._root_for(db)
+        ok = self.storage.commit(log=log, records=[(ROOT_PREFIX + self.name, self._root_raw, new_raw)],
+                                 checks=self._checks())
+        if not ok:
+            self._fail("commit")
+        self._root_raw = new_raw
+        self.db = db
+        return values
+
+    def commit_prepared(self, results) -> None:
+        """Group commit of prepared transactions (``tx.prepare``), each prepared against the
+        previous one's ``db_after``: ONE storage commit, then the writer moves on.
+
+        Raises ``FencedError`` (and poisons the writer) when storage refuses the commit.
+        """
+        if self.poisoned:
+            raise FencedError(f"writer of database {self.name!r} was fenced and must not commit")
+        log = [(r.db_after.db_id, r.t, encode_log(r.t, r.next_n, r.keys, r.flags)) for r in results]
+        db = results[-1].db_after
+        new_raw = self._root_for(db)
+        ok = self.storage.commit(log=log, records=[(ROOT_PREFIX + self.name, self._root_raw, new_raw)],
+                                 checks=self._checks())
+        if not ok:
+            self._fail("commit")
+        self._root_raw = new_raw
+        self.db = db
+
+    def index(self) -> Database:
+        """The indexing job: merge all novelty into new trees, write segments, CAS the root.
+
+        Old database values keep reading their own trees and novelty unchanged.
+        """
+        if self.poisoned:
+            raise FencedError(f"writer of database {self.name!r} was fenced and must not index")
+        db = self.db
+        roots, blobs = [], []
+        for i in INDEXES:
+            root, segments = merge_tree(db.segs, db.roots[i], db.memindex.merged(i))
+            roots.append(root)
+            blobs.extend(segments)
+        if blobs:
+            self.storage.put_blobs(blobs)
+        new = db._view(roots=tuple(roots), index_basis_t=db.basis_t,
+                       memindex=db.memindex.after(t_to_tx(db.basis_t)))
+        new_raw = self._root_for(new)
+        if not self.storage.commit(records=[(ROOT_PREFIX + self.name, self._root_raw, new_raw)],
+                                   checks=self._checks()):
+            self._fail("indexing job")
+        self._root_raw = new_raw
+        self.db = new
+        return new

@@ -1,0 +1,432 @@
+"""Immutable database values: ``(durable trees at index basis) + novelty up to basis t``.
+
+A ``Database`` never changes. ``as_of``, ``since``, ``history`` and ``filter`` are
+cheap views (new values sharing everything); adding a transaction returns a new
+value. Reads merge the tree and the novelty runs in the Cython scan kernel.
+
+>>> from fastdatomic.db.catalog import create_database, load_database
+>>> from fastdatomic.storage import open_storage
+>>> st = open_storage("mem", name="doc-database")
+>>> _ = create_database(st, "people")
+>>> db = load_database(st, "people")
+>>> db.entid(Keyword("db/ident")), db.ident(10), db.basis_t
+(10, Keyword('db/ident'), 0)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastdatomic._core.codec import (
+    INDEX_EAVT, INDEX_AEVT, INDEX_AVET, INDEX_VAET, TYPE_REF, TYPE_KEYWORD,
+    encode_id, encode_value, encode_key,
+)
+from fastdatomic._core.logrec import FLAG_AVET, FLAG_VAET, derive_keys
+from fastdatomic._core.scan import Scan, MODE_CURRENT, MODE_HISTORY
+from fastdatomic.db.memindex import MemoryIndex
+from fastdatomic.db.schema import Schema, SCHEMA_ATTRS, Attribute
+from fastdatomic.db.segments import SegmentStore
+from fastdatomic.db.tree import TreeCursor, tree_count
+from fastdatomic.errors import InvalidIndexError, NotAnEntityError
+from fastdatomic.ids import t_to_tx, tx_to_t, is_tx
+from fastdatomic.types import Keyword
+
+__all__ = ["Database", "index_code", "prefix_end"]
+
+_INDEX_BY_NAME = {
+    "eavt": INDEX_EAVT, "aevt": INDEX_AEVT, "avet": INDEX_AVET, "vaet": INDEX_VAET,
+}
+# Which datom component stands at each position of each index.
+_ORDER = {
+    INDEX_EAVT: ("e", "a", "v", "tx"),
+    INDEX_AEVT: ("a", "e", "v", "tx"),
+    INDEX_AVET: ("a", "v", "e", "tx"),
+    INDEX_VAET: ("v", "a", "e", "tx"),
+}
+
+
+def index_code(index) -> int:
+    """Index code from ``:eavt``, ``"eavt"``, ``"EAVT"`` or a code.
+
+    >>> index_code(Keyword("avet")), index_code("eavt")
+    (2, 0)
+    """
+    if isinstance(index, int) and index in _ORDER:
+        return index
+    name = index.name if isinstance(index, Keyword) else str(index).lstrip(":")
+    code = _INDEX_BY_NAME.get(name.lower())
+    if code is None:
+        raise InvalidIndexError(f"unknown index {index!r}; expected one of :eavt :aevt :avet :vaet")
+    return code
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: no bound).
+
+    >>> prefix_end(b"ab\\xff"), prefix_end(b"")
+    (b'ac', None)
+    """
+    p = prefix.rstrip(b"\xff")
+    if not p:
+        return None
+    return p[:-1] + bytes([p[-1] + 1])
+
+
+def _as_ident(x):
+    # Idents may be given as Keyword or as ":ns/name" text in id positions.
+    if type(x) is str and x.startswith(":"):
+        return Keyword(x)
+    return x
+
+
+class Database:
+    """An immutable database value.
+
+    Fields are read-only by convention; views and ``apply`` return new values.
+    """
+
+    __slots__ = ("db_id", "name", "segs", "roots", "index_basis_t", "memindex", "basis_t",
+                 "next_n", "schema", "as_of_t", "since_t", "history_mode", "pred", "tx_instant")
+
+    def __init__(self, *, db_id, name, segs: SegmentStore, roots, index_basis_t, memindex,
+                 basis_t, next_n, schema, as_of_t=None, since_t=None, history_mode=False,
+                 pred=None, tx_instant=None):
+        self.db_id = db_id
+        self.name = name
+        self.segs = segs
+        self.roots = tuple(roots)
+        self.index_basis_t = index_basis_t
+        self.memindex = memindex
+        self.basis_t = basis_t
+        self.next_n = next_n
+        self.schema = schema
+        self.as_of_t = as_of_t
+        self.since_t = since_t
+        self.history_mode = history_mode
+        self.pred = pred
+        self.tx_instant = tx_instant
+
+    def _view(self, **changes) -> "Database":
+        fields = {s: getattr(self, s) for s in Database.__slots__}
+        fields.update(changes)
+        return Database(**fields)
+
+    # --- views ----------------------------------------------------------------
+
+    def _resolve_t(self, t) -> int:
+        if isinstance(t, datetime):
+            return self._t_at_instant(t)
+        if not isinstance(t, int) or isinstance(t, bool):
+            raise TypeError(f"t must be a t, a transaction id or a datetime, got {t!r}")
+        return tx_to_t(t) if is_tx(t) else t
+
+    def _t_at_instant(self, when: datetime) -> int:
+        # :db/txInstant is monotonic, so the last transaction at or before `when`
+        # is the last AVET datom whose value is <= when.
+        a = self.schema.idents[Keyword("db/txInstant")]
+        lo = encode_id(a)
+        hi = prefix_end(lo + encode_value(self.schema.attrs[a].vtype, when))
+        last = None
+        for d in self._view(as_of_t=None, since_t=None, history_mode=False,
+                            pred=None)._scan(INDEX_AVET, lo, hi, MODE_CURRENT):
+            last = d
+        return tx_to_t(last.e) if last is not None else -1
+
+    def as_of(self, t) -> "Database":
+        """The database as it was at ``t`` (a t, a tx id, or a datetime).
+
+        >>> db.as_of(0).basis_t
+        0
+        """
+        return self._view(as_of_t=self._resolve_t(t))
+
+    def since(self, t) -> "Database":
+        """Only datoms added after ``t`` (current values whose transaction is newer than ``t``)."""
+        return self._view(since_t=self._resolve_t(t))
+
+    def history(self) -> "Database":
+        """Every assertion and retraction, with its transaction (``added`` tells which)."""
+        return self._view(history_mode=True)
+
+    def filter(self, pred) -> "Database":
+        """A view holding only datoms for which ``pred(db, datom)`` is true (filters compose).
+
+        >>> db.filter(lambda _db, d: d.a == 10).is_filtered
+        True
+        """
+        prev = self.pred
+        combined = pred if prev is None else (lambda db_, d: prev(db_, d) and pred(db_, d))
+        return self._view(pred=combined)
+
+    @property
+    def is_history(self) -> bool:
+        return self.history_mode
+
+    @property
+    def is_filtered(self) -> bool:
+        return self.pred is not None
+
+    # --- identity ---------------------------------------------------------------
+
+    def entid(self, x):
+        """The entity id of an id, ident (``Keyword`` or ``":ns/name"``) or lookup ref; ``None`` if none.
+
+        >>> db.entid(":db/ident"), db.entid([":db/ident", Keyword("db/doc")])
+        (10, 51)
+        """
+        if type(x) is int:
+            return x
+        x = _as_ident(x)
+        if type(x) is Keyword:
+            return self.schema.idents.get(x)
+        if isinstance(x, (list, tuple)) and len(x) == 2:
+            return self._lookup_ref(x[0], x[1])
+        raise TypeError(f"not an entity identifier: {x!r} (expected id, ident or lookup ref)")
+
+    def entid_strict(self, x) -> int:
+        """Like ``entid`` but raises ``NotAnEntityError`` naming ``x`` when nothing matches."""
+        e = self.entid(x)
+        if e is None:
+            raise NotAnEntityError(f"{x!r} does not name an entity in this database",
+                                   data={"entity": x})
+        return e
+
+    def _lookup_ref(self, attr, value):
+        at = self.attribute(attr)
+        if at.unique is None:
+            raise InvalidIndexError(
+                f"lookup ref {[attr, value]!r}: attribute {at.ident} is not :db/unique",
+                hint="lookup refs need a :db.unique/identity or :db.unique/value attribute")
+        if at.vtype == TYPE_REF:
+            value = self.entid_strict(value)
+        prefix = encode_id(at.id) + encode_value(at.vtype, value)
+        scan = self._scan(INDEX_AVET, prefix, prefix_end(prefix), None)
+        d = next(iter(scan), None)
+        return None if d is None else d.e
+
+    def ident(self, eid):
+        """The ``Keyword`` ident of an entity id, or ``None``."""
+        return self.schema.ident_of.get(eid)
+
+    def attribute(self, x) -> Attribute:
+        """The ``Attribute`` for an id or ident; ``NotAnEntityError`` when it isn't one.
+
+        >>> db.attribute(":db/ident").unique
+        'identity'
+        """
+        x = _as_ident(x)
+        at = self.schema.attr(x)
+        if at is None:
+            raise NotAnEntityError(f"{x!r} is not an attribute of this database",
+                                   data={"attribute": x})
+        return at
+
+    # --- index access -------------------------------------------------------------
+
+    def _scan(self, index: int, start: bytes, end, mode=None):
+        root = self.roots[index]
+        cursor = TreeCursor(self.segs, root, start) if root is not None else None
+        max_t = self.basis_t if self.as_of_t is None else min(self.as_of_t, self.basis_t)
+        min_tx = t_to_tx(self.since_t) if self.since_t is not None else -1
+        if mode is None:
+            mode = MODE_HISTORY if self.history_mode else MODE_CURRENT
+        scan = Scan(index, cursor, list(self.memindex.runs[index]), start, end, mode,
+                    t_to_tx(max_t) if max_t >= 0 else -1, min_tx)
+        if self.pred is not None:
+            pred = self.pred
+            return (d for d in scan if pred(self, d))
+        return scan
+
+    def _prefix(self, index: int, components) -> bytes:
+        order = _ORDER[index]
+        if len(components) > 4:
+            raise InvalidIndexError(f"at most 4 components for an index, got {len(components)}")
+        parts = []
+        attr = None
+        for role, c in zip(order, components):
+            if role == "a":
+                attr = self.attribute(c)
+                if index == INDEX_AVET and not attr.indexed:
+                    raise InvalidIndexError(
+                        f"attribute {attr.ident} is not in the AVET index",
+                        hint="set :db/index true (or :db/unique) on the attribute")
+                if index == INDEX_VAET and not attr.is_ref:
+                    raise InvalidIndexError(f"attribute {attr.ident} is not a ref; VAET holds refs only")
+                parts.append(encode_id(attr.id))
+            elif role in ("e", "tx"):
+                e = self.entid_strict(c)
+                parts.append(encode_id(t_to_tx(e) if role == "tx" and not is_tx(e) else e))
+            else:  # v
+                if index == INDEX_VAET or (attr is not None and attr.is_ref):
+                    parts.append(encode_value(TYPE_REF, self.entid_strict(c)))
+                elif attr is None:
+                    raise InvalidIndexError("a value component needs its attribute first")
+                else:
+                    parts.append(encode_value(attr.vtype, _as_ident(c) if attr.vtype == TYPE_KEYWORD else c))
+        return b"".join(parts)
+
+    def datoms(self, index, *components):
+        """Datoms of ``index`` whose leading components equal ``components``, in index order.
+
+        >>> [d.v for d in db.datoms("eavt", 10, ":db/ident")]
+        [Keyword('db/ident')]
+        """
+        index = index_code(index)
+        prefix = self._prefix(index, components)
+        return self._scan(index, prefix, prefix_end(prefix))
+
+    def seek_datoms(self, index, *components):
+        """Datoms of ``index`` from the first at or after ``components`` to the end of the index.
+
+        >>> next(iter(db.seek_datoms("eavt", 10))).e
+        10
+        """
+        index = index_code(index)
+        return self._scan(index, self._prefix(index, components), None)
+
+    def index_range(self, attr, start=None, end=None):
+        """AVET datoms of ``attr`` with ``start <= v < end`` (``None`` leaves a side open).
+
+        >>> [d.e for d in db.index_range(":db/ident", Keyword("db/ident"), Keyword("db/index"))]
+        [10]
+        """
+        at = self.attribute(attr)
+        if not at.indexed:
+            raise InvalidIndexError(f"attribute {at.ident} is not in the AVET index",
+                                    hint="set :db/index true (or :db/unique) on the attribute")
+        a = encode_id(at.id)
+        lo = a if start is None else a + encode_value(at.vtype, start)
+        hi = prefix_end(a) if end is None else a + encode_value(at.vtype, end)
+        return self._scan(INDEX_AVET, lo, hi)
+
+    def count_datoms(self, index, *components) -> int:
+        """How many datoms ``datoms(index, *components)`` yields, without materialising them."""
+        it = self.datoms(index, *components)
+        if isinstance(it, Scan):
+            return it.count()
+        return sum(1 for _ in it)
+
+    def estimate(self, index, *components) -> int:
+        """A cheap upper-bound estimate of a prefix's datom count (tree counts + novelty size)."""
+        index = index_code(index)
+        return tree_count(self.segs, self.roots[index]) + sum(len(r) for r in self.memindex.runs[index])
+
+    # --- writing: a new value with one transaction's datoms ---------------------
+
+    def with_(self, tx_data, *, tx_id=None):
+        """Apply ``tx_data`` to this value only (nothing is stored): Datomic's ``with``.
+
+        Returns a ``TxReport`` whose ``db_after`` can take further ``with_`` calls.
+        """
+        from fastdatomic.db.tx import prepare
+        from fastdatomic.connection import TxReport
+        from fastdatomic._core.datom import Datom
+        if isinstance(tx_data, str):
+            from fastdatomic import edn
+            tx_data = edn.loads(tx_data)
+        base = self._view(as_of_t=None, since_t=None, history_mode=False, pred=None)
+        r = prepare(base, tx_data, tx_uuid=tx_id)
+        tx = t_to_tx(r.t)
+        return TxReport(self, r.db_after, [Datom(e, a, v, tx, added) for e, a, v, added in r.datoms],
+                        r.tempids, r.t, r.tx_uuid)
+
+    def apply(self, datoms, t: int, next_n: int, tx_instant=None):
+        """A new value with ``datoms`` (``(e, a, v, added)``, stored form) added at ``t``.
+
+        The caller (the transaction layer) has already applied Datomic's semantics.
+        Returns ``(new_db, eavt_keys, flags)``; keys and flags make the log record.
+        """
+        tx = t_to_tx(t)
+        schema = self.schema
+        eavt, aevt, avet, vaet, flags = [], [], [], [], []
+        touches_schema = False
+        for e, a, v, added in datoms:
+            at = schema.attrs.get(a)
+            if at is None:
+                raise NotAnEntityError(f"attribute id {a} is not installed", data={"attribute": a})
+            k = encode_key(INDEX_EAVT, e, a, at.vtype, v, tx, added)
+            f = (FLAG_AVET if at.indexed else 0) | (FLAG_VAET if at.vtype == TYPE_REF else 0)
+            ak, avk, vak = derive_keys(k, f)
+            eavt.append(k)
+            aevt.append(ak)
+            if avk is not None:
+                avet.append(avk)
+            if vak is not None:
+                vaet.append(vak)
+            flags.append(f)
+            if a in SCHEMA_ATTRS:
+                touches_schema = True
+        new = self._view(memindex=self.memindex.add((eavt, aevt, avet, vaet)),
+                         basis_t=t, next_n=next_n, as_of_t=None, since_t=None,
+                         history_mode=False, pred=None, tx_instant=tx_instant)
+        if touches_schema:
+            new = _with_schema(new, load_schema(new))
+        return new, eavt, flags
+
+    def apply_keys(self, t: int, next_n: int, eavt_keys, flags) -> "Database":
+        """A new value from a log record's keys (replay on a peer or a standby)."""
+        aevt, avet, vaet = [], [], []
+        touches_schema = False
+        schema_ids = _SCHEMA_ATTR_PREFIXES
+        for k, f in zip(eavt_keys, flags):
+            ak, avk, vak = derive_keys(k, f)
+            aevt.append(ak)
+            if avk is not None:
+                avet.append(avk)
+            if vak is not None:
+                vaet.append(vak)
+            if k[8:16] in schema_ids:
+                touches_schema = True
+        new = self._view(memindex=self.memindex.add((list(eavt_keys), aevt, avet, vaet)),
+                         basis_t=t, next_n=next_n)
+        if touches_schema:
+            new = _with_schema(new, load_schema(new))
+        return new
+
+    def __repr__(self):
+        extra = "".join([
+            f" as-of={self.as_of_t}" if self.as_of_t is not None else "",
+            f" since={self.since_t}" if self.since_t is not None else "",
+            " history" if self.history_mode else "",
+            " filtered" if self.pred is not None else "",
+        ])
+        return f"#db {{:name {self.name!r} :basis-t {self.basis_t}{extra}}}"
+
+
+_SCHEMA_ATTR_PREFIXES = frozenset(encode_id(a) for a in SCHEMA_ATTRS)
+
+
+def _with_schema(db: Database, schema: Schema) -> Database:
+    """Install a new schema; attributes that just became indexed get their AVET keys.
+
+    Datomic builds AVET for a newly indexed attribute in the background; here the
+    keys of all its datoms (history included) join the memory index at once, so the
+    attribute answers AVET reads from this value on. Replay does the same, so a value
+    rebuilt from the log equals the writer's.
+    """
+    old = db.schema
+    db.schema = schema
+    backfill = [at for at in schema.attrs.values()
+                if at.indexed and not (old.attrs.get(at.id) and old.attrs[at.id].indexed)
+                and at.id in old.attrs]
+    if backfill:
+        keys = []
+        hist = db._view(as_of_t=None, since_t=None, history_mode=True, pred=None)
+        for at in backfill:
+            prefix = encode_id(at.id)
+            for d in hist._scan(INDEX_AEVT, prefix, prefix_end(prefix), MODE_HISTORY):
+                keys.append(encode_key(INDEX_AVET, d.e, d.a, at.vtype, d.v, d.tx, d.added))
+        if keys:
+            db.memindex = db.memindex.add(([], [], keys, []))
+    return db
+
+
+def load_schema(db: Database) -> Schema:
+    """Rebuild the attribute cache from a database value's current schema datoms."""
+    base = db._view(as_of_t=None, since_t=None, history_mode=False, pred=None)
+    facts = []
+    for a in SCHEMA_ATTRS:
+        prefix = encode_id(a)
+        for d in base._scan(INDEX_AEVT, prefix, prefix_end(prefix), MODE_CURRENT):
+            facts.append((d.e, d.a, d.v))
+    return Schema.from_facts(facts)
