@@ -1,10 +1,28 @@
 """fastdatomic: a Datomic-Pro-style immutable database for Python.
 
 The public facade. ``import fastdatomic`` stays light: no transactor, no servers.
+
+>>> import fastdatomic
+>>> fastdatomic.create_database("fastdatomic:mem://facade")
+True
+>>> conn = fastdatomic.connect("fastdatomic:mem://facade")
+>>> _ = conn.transact('[{:db/ident :person/name :db/valueType :db.type/string :db/cardinality :db.cardinality/one}]')
+>>> r = conn.transact([{":person/name": "Ann"}])
+>>> [d.v for d in conn.db().datoms("aevt", ":person/name")]
+['Ann']
 """
 
 from fastdatomic.types import Keyword, Symbol, URI, kw, sym
 from fastdatomic.ids import t_to_tx, tx_to_t, PART_DB, PART_TX, PART_USER
 from fastdatomic.errors import FastDatomicError
+from fastdatomic.api import create_database, delete_database, list_databases, connect
+from fastdatomic.db.tx import cancel, register_tx_fn, TX_TEMPID
+from fastdatomic._core.datom import Datom
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Keyword", "Symbol", "URI", "kw", "sym", "t_to_tx", "tx_to_t", "PART_DB", "PART_TX",
+    "PART_USER", "FastDatomicError", "create_database", "delete_database", "list_databases",
+    "connect", "cancel", "register_tx_fn", "TX_TEMPID", "Datom",
+]

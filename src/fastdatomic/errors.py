@@ -215,3 +215,9 @@ class TxTooLargeError(TransactionError):
 
     kind = "db.error/tx-too-large"
     hint = "split the transaction into smaller ones"
+
+
+class TransactTimeoutError(TransactionError, TimeoutError):
+    """``transact`` gave up waiting; ``data["outcome"]`` says ``"not-committed"`` or ``"unknown"``."""
+
+    kind = "db.error/transact-timeout"

@@ -32,7 +32,7 @@ from fastdatomic.ids import t_to_tx
 
 __all__ = [
     "create_database", "delete_database", "list_databases", "load_database",
-    "read_root", "DatabaseWriter", "ROOT_PREFIX", "replay_log",
+    "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log",
 ]
 
 ROOT_PREFIX = "db/"
@@ -41,7 +41,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 EPOCH_ZERO = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _check_name(name: str):
+def check_name(name: str):
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidValueError(
             f"database name {name!r} is invalid: use 1-200 characters of letters, digits, '.', '_' or '-', "
@@ -78,7 +78,7 @@ def create_database(storage, name: str) -> bool:
     >>> create_database(st, "a"), create_database(st, "a"), list_databases(st)
     (True, False, ['a'])
     """
-    _check_name(name)
+    check_name(name)
     if storage.get_record(ROOT_PREFIX + name) is not None:
         return False
     db_id = uuid.uuid4().hex

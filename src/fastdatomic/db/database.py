@@ -24,7 +24,7 @@ from fastdatomic._core.codec import (
 from fastdatomic._core.logrec import FLAG_AVET, FLAG_VAET, derive_keys
 from fastdatomic._core.scan import Scan, MODE_CURRENT, MODE_HISTORY
 from fastdatomic.db.memindex import MemoryIndex
-from fastdatomic.db.schema import Schema, SCHEMA_ATTRS, Attribute
+from fastdatomic.db.schema import Schema, SCHEMA_ATTRS, Attribute, DB_IDENT
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.db.tree import TreeCursor, tree_count
 from fastdatomic.errors import InvalidIndexError, NotAnEntityError
@@ -232,10 +232,27 @@ class Database:
             mode = MODE_HISTORY if self.history_mode else MODE_CURRENT
         scan = Scan(index, cursor, list(self.memindex.runs[index]), start, end, mode,
                     t_to_tx(max_t) if max_t >= 0 else -1, min_tx)
+        if mode == MODE_HISTORY and self.schema.no_history:
+            scan = self._hide_past_values(scan, max_t)
         if self.pred is not None:
             pred = self.pred
             return (d for d in scan if pred(self, d))
         return scan
+
+    def _hide_past_values(self, scan, max_t):
+        # :db/noHistory: past values are not retained, so history shows only the
+        # assertions still current at this value's basis.
+        no_history = self.schema.no_history
+        current = self._view(as_of_t=max_t, since_t=None, history_mode=False, pred=None)
+        for d in scan:
+            if d.a not in no_history:
+                yield d
+            elif d.added:
+                at = self.schema.attrs[d.a]
+                prefix = encode_id(d.e) + encode_id(d.a) + encode_value(at.vtype, d.v)
+                cur = next(iter(current._scan(INDEX_EAVT, prefix, prefix_end(prefix), MODE_CURRENT)), None)
+                if cur is not None and cur.tx == d.tx:
+                    yield d
 
     def _prefix(self, index: int, components) -> bytes:
         order = _ORDER[index]
@@ -325,6 +342,11 @@ class Database:
             from fastdatomic import edn
             tx_data = edn.loads(tx_data)
         base = self._view(as_of_t=None, since_t=None, history_mode=False, pred=None)
+        if tx_id is not None:
+            from fastdatomic.connection import _lookup_tx, _report_for_existing
+            done = _lookup_tx(base, tx_id)
+            if done is not None:  # like transact: the same tx_id never applies twice
+                return _report_for_existing(self.segs.storage, base, done, tx_id)
         r = prepare(base, tx_data, tx_uuid=tx_id)
         tx = t_to_tx(r.t)
         return TxReport(self, r.db_after, [Datom(e, a, v, tx, added) for e, a, v, added in r.datoms],
@@ -429,4 +451,10 @@ def load_schema(db: Database) -> Schema:
         prefix = encode_id(a)
         for d in base._scan(INDEX_AEVT, prefix, prefix_end(prefix), MODE_CURRENT):
             facts.append((d.e, d.a, d.v))
-    return Schema.from_facts(facts)
+    schema = Schema.from_facts(facts)
+    # A renamed ident keeps resolving to its entity (Datomic), unless reused by another.
+    prefix = encode_id(DB_IDENT)
+    for d in base._scan(INDEX_AEVT, prefix, prefix_end(prefix), MODE_HISTORY):
+        if not d.added and d.v not in schema.idents:
+            schema.idents[d.v] = d.e
+    return schema

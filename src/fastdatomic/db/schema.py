@@ -182,13 +182,16 @@ class Schema:
     always what the database value's own datoms say.
     """
 
-    __slots__ = ("attrs", "by_ident", "idents", "ident_of")
+    __slots__ = ("attrs", "by_ident", "idents", "ident_of", "composites", "no_history")
 
     def __init__(self, attrs, by_ident, idents, ident_of):
         self.attrs = attrs          # id -> Attribute
         self.by_ident = by_ident    # Keyword -> Attribute
         self.idents = idents        # Keyword -> id
         self.ident_of = ident_of    # id -> Keyword
+        # Derived once per schema: consulted on every transaction and history read.
+        self.composites = tuple(a for a in attrs.values() if a.tuple_attrs)
+        self.no_history = frozenset(a.id for a in attrs.values() if a.no_history)
 
     @staticmethod
     def from_facts(facts) -> "Schema":

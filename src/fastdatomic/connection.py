@@ -1,0 +1,294 @@
+"""Connections: ``db()``, ``transact``, report queues and the log, for the in-process system.
+
+The ``mem`` protocol runs storage and the transactor inside this process (like
+``datomic:mem``); every connection to one database shares one writer, so
+transactions are applied serially and every connection sees them in order.
+The networked peer (``dev``/``sql`` through a transactor) offers the same API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+import uuid as uuid_mod
+
+from fastdatomic._core.datom import Datom
+from fastdatomic._core.logrec import decode_log
+from fastdatomic._core.codec import INDEX_EAVT, decode_key, encode_id, encode_value
+from fastdatomic.db import tx as txmod
+from fastdatomic.db.catalog import DatabaseWriter
+from fastdatomic.db.database import Database, prefix_end
+from fastdatomic.db.schema import DB_TX_UUID
+from fastdatomic.errors import InvalidTxDataError, DatabaseNotFoundError, TransactTimeoutError
+from fastdatomic.ids import t_to_tx, tx_to_t
+
+__all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
+
+
+class TxReport:
+    """The result of a transaction: ``db_before``, ``db_after``, ``tx_data``, ``tempids``.
+
+    ``duplicate`` is true when this report describes an earlier transaction with the
+    same transaction id (an idempotent retry); its ``tempids`` are then empty.
+    """
+
+    __slots__ = ("db_before", "db_after", "tx_data", "tempids", "t", "tx_id", "duplicate")
+
+    def __init__(self, db_before, db_after, tx_data, tempids, t, tx_id, duplicate=False):
+        self.db_before = db_before
+        self.db_after = db_after
+        self.tx_data = tx_data
+        self.tempids = tempids
+        self.t = t
+        self.tx_id = tx_id
+        self.duplicate = duplicate
+
+    def resolve_tempid(self, tempid):
+        """The entity id a tempid became (``None`` if it was not in this transaction).
+
+        >>> TxReport(None, None, [], {"ann": 17592186045418}, 1000, None).resolve_tempid("ann")
+        17592186045418
+        """
+        return self.tempids.get(tempid)
+
+    def __getitem__(self, key):
+        # Datomic's report is a map: r[":db-after"] and r["db_after"] both work.
+        name = str(key).lstrip(":").replace("-", "_")
+        if name not in TxReport.__slots__:
+            raise KeyError(key)
+        return getattr(self, name)
+
+    def __repr__(self):
+        return f"<TxReport t={self.t} datoms={len(self.tx_data)} tempids={self.tempids}>"
+
+
+class TxReportQueue(queue.Queue):
+    """A bounded queue of ``TxReport``s for one subscriber.
+
+    Overflow policy: when full, the *oldest* report is dropped to make room and
+    ``dropped`` counts it, so a slow consumer never blocks transactions and can tell
+    that it missed reports (then read ``conn.log()`` to catch up).
+    """
+
+    def __init__(self, maxsize=10_000):
+        super().__init__(maxsize)
+        self.dropped = 0
+
+    def offer(self, report):
+        while True:
+            try:
+                self.put_nowait(report)
+                return
+            except queue.Full:
+                try:
+                    self.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+
+class TxFuture(concurrent.futures.Future):
+    """A future of a ``TxReport``: ``.result(timeout)`` blocks, ``await`` works in asyncio."""
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
+
+class Log:
+    """The transaction log of a database, as a value: ``tx_range(start, end)`` over ``t``.
+
+    Like Datomic's log it is immutable: it holds the transactions up to the basis it was
+    taken at. Each transaction comes as ``{"t": t, "data": [Datom, ...]}``.
+    """
+
+    def __init__(self, storage, db_id, basis_t):
+        self.storage = storage
+        self.db_id = db_id
+        self.basis_t = basis_t
+
+    def tx_range(self, start=None, end=None):
+        """Transactions with ``start <= t < end`` (t or tx ids; ``None`` leaves a side open)."""
+        start = tx_to_t(start) if start is not None else None
+        end = tx_to_t(end) if end is not None else None
+        end = self.basis_t + 1 if end is None else min(end, self.basis_t + 1)
+        for t, rec in self.storage.log_range(self.db_id, start, end):
+            _, _, keys, _ = decode_log(rec)
+            yield {"t": t, "data": [decode_key(INDEX_EAVT, k) for k in keys]}
+
+
+class _LocalTransactor:
+    """The in-process single writer of one database (the ``mem`` system's transactor)."""
+
+    def __init__(self, storage, name):
+        self.name = name
+        self.writer = DatabaseWriter(storage, name)
+        self.last_db = self.writer.db
+        self.lock = threading.Lock()
+        self.queues: list[TxReportQueue] = []
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tx-{name}")
+        self.pending = 0             # queued async transactions not yet applied
+        self.lock_pending = threading.Lock()
+        self.closed = None           # reason, once the database is gone
+
+    def close(self, reason):
+        self.closed = reason
+        self.executor.shutdown(wait=False)
+
+    def transact(self, tx_data, tx_id, timeout=None):
+        if not self.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            raise TransactTimeoutError(
+                f"transaction not started within {timeout} s: the writer of {self.name!r} is busy; "
+                "it was not committed and may be retried", data={"outcome": "not-committed"})
+        try:
+            if self.closed:
+                raise DatabaseNotFoundError(f"cannot transact: {self.closed}")
+            db = self.writer.db
+            if tx_id is not None:
+                done = _lookup_tx(db, tx_id)
+                if done is not None:
+                    return _report_for_existing(self.writer.storage, db, done, tx_id)
+            result = txmod.prepare(db, tx_data, tx_uuid=tx_id)
+            self.writer.commit_prepared([result])
+            tx = t_to_tx(result.t)
+            report = TxReport(result.db_before, result.db_after,
+                              [Datom(e, a, v, tx, added) for e, a, v, added in result.datoms],
+                              result.tempids, result.t, result.tx_uuid)
+            self.last_db = result.db_after
+            for q in self.queues:
+                q.offer(report)
+            return report
+        finally:
+            self.lock.release()
+
+
+def _lookup_tx(db: Database, tx_id) -> int | None:
+    """The t of the transaction carrying ``tx_id``, or None."""
+    prefix = encode_id(DB_TX_UUID) + encode_value(db.schema.attrs[DB_TX_UUID].vtype, tx_id)
+    from fastdatomic._core.codec import INDEX_AVET
+    d = next(iter(db._scan(INDEX_AVET, prefix, prefix_end(prefix))), None)
+    return None if d is None else tx_to_t(d.e)
+
+
+def _report_for_existing(storage, db, t, tx_id):
+    rec = next(iter(storage.log_range(db.db_id, t, t + 1)))
+    _, _, keys, _ = decode_log(rec[1])
+    return TxReport(db.as_of(t - 1), db.as_of(t), [decode_key(INDEX_EAVT, k) for k in keys], {}, t,
+                    tx_id, duplicate=True)
+
+
+def _tx_data(tx_data):
+    if isinstance(tx_data, str):
+        from fastdatomic import edn
+        return edn.loads(tx_data)
+    return tx_data
+
+
+def _check_tx_id(tx_id):
+    if tx_id is not None and not isinstance(tx_id, uuid_mod.UUID):
+        raise InvalidTxDataError(f"tx_id must be a uuid.UUID, got {tx_id!r}")
+    return tx_id
+
+
+class Connection:
+    """A connection to one database.
+
+    >>> import fastdatomic
+    >>> fastdatomic.create_database("fastdatomic:mem://doc-conn")
+    True
+    >>> conn = fastdatomic.connect("fastdatomic:mem://doc-conn")
+    >>> r = conn.transact([{":db/ident": fastdatomic.Keyword("color/red")}])
+    >>> conn.db().entid(":color/red") is not None, r.db_after.basis_t == conn.db().basis_t
+    (True, True)
+    """
+
+    def __init__(self, uri, storage, transactor: _LocalTransactor):
+        self.uri = uri
+        self.storage = storage
+        self._tx = transactor
+
+    def db(self) -> Database:
+        """The latest database value, immediately (never blocks)."""
+        return self._tx.last_db
+
+    def transact(self, tx_data, *, tx_id=None, timeout=None) -> TxReport:
+        """Apply ``tx_data`` (Python data or EDN text) durably; returns a ``TxReport``.
+
+        ``tx_id`` (a ``uuid.UUID``) makes the transaction idempotent: submitting the same id
+        again does not apply it twice and reports the original transaction.
+        """
+        if self._tx.pending:
+            # Queued async transactions of this caller go first: keep submission order.
+            fut = self.transact_async(tx_data, tx_id=tx_id)
+            try:
+                return fut.result(timeout)
+            except concurrent.futures.TimeoutError:
+                raise TransactTimeoutError(
+                    f"no answer within {timeout} s; the transaction is queued and may still commit: "
+                    "retry with the same tx_id or look it up with tx_outcome",
+                    data={"outcome": "unknown"}) from None
+        # Otherwise apply on the caller's thread under the writer lock (serial with the async
+        # queue too): a thread hand-off per transaction would cost more than the work.
+        return self._tx.transact(_tx_data(tx_data), _check_tx_id(tx_id), timeout)
+
+    def transact_async(self, tx_data, *, tx_id=None) -> TxFuture:
+        """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``)."""
+        tx_data = _tx_data(tx_data)
+        tx_id = _check_tx_id(tx_id)
+        fut = TxFuture()
+        txr = self._tx
+        if txr.closed:
+            raise DatabaseNotFoundError(f"cannot transact: {txr.closed}")
+
+        def run():
+            try:
+                if not fut.set_running_or_notify_cancel():
+                    return
+                try:
+                    fut.set_result(txr.transact(tx_data, tx_id))
+                except BaseException as e:  # the caller gets the error, the writer stays up
+                    fut.set_exception(e)
+            finally:
+                with txr.lock_pending:
+                    txr.pending -= 1
+        with txr.lock_pending:
+            txr.pending += 1
+        try:
+            txr.executor.submit(run)
+        except RuntimeError:  # executor shut down: the database was deleted meanwhile
+            with txr.lock_pending:
+                txr.pending -= 1
+            raise DatabaseNotFoundError(f"cannot transact: {txr.closed or 'connection closed'}") from None
+        return fut
+
+    def sync(self, t=None, timeout=None) -> Database:
+        """A database value that includes every transaction acknowledged so far (in-process:
+        the latest value)."""
+        return self.db()
+
+    def tx_outcome(self, tx_id) -> int | None:
+        """The ``t`` of the committed transaction with ``tx_id``, or ``None`` if none committed."""
+        return _lookup_tx(self.sync(), tx_id)
+
+    def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
+        """A new bounded queue receiving the report of every later transaction."""
+        q = TxReportQueue(maxsize)
+        self._tx.queues.append(q)
+        return q
+
+    def remove_tx_report_queue(self, q):
+        """Stop feeding ``q``."""
+        if q in self._tx.queues:
+            self._tx.queues.remove(q)
+
+    def log(self) -> Log:
+        """The database's transaction log."""
+        db = self.db()
+        return Log(self.storage, db.db_id, db.basis_t)
+
+    def release(self):
+        """Release this connection (the in-process system keeps the database)."""
+
+    def __repr__(self):
+        return f"<Connection {self.uri} basis-t={self.db().basis_t}>"
