@@ -1,0 +1,33 @@
+"""Every docstring example in the package runs and gives what it shows."""
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import fastdatomic
+
+
+def _modules():
+    names = []
+    for info in pkgutil.walk_packages(fastdatomic.__path__, "fastdatomic."):
+        names.append(info.name)
+    return sorted(names)
+
+
+def _extraglobs(name):
+    if name == "fastdatomic.db.database":
+        from fastdatomic.db.catalog import create_database, load_database
+        from fastdatomic.storage import open_storage
+        st = open_storage("mem", name="doctest-database-globs")
+        create_database(st, "people")
+        return {"db": load_database(st, "people")}
+    return {}
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_doctests(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, extraglobs=_extraglobs(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"
