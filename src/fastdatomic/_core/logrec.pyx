@@ -21,6 +21,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from libc.string cimport memcpy
 from libc.stdint cimport uint64_t
 
+from fastdatomic._core.varint cimport put_varint
 from fastdatomic.errors import StorageCorruptError
 
 FLAG_AVET = 1
@@ -65,17 +66,7 @@ cpdef tuple derive_keys(bytes eavt, int flags):
     return (aevt, avet, vaet)
 
 
-cdef inline Py_ssize_t put_varint(unsigned char* p, uint64_t x) noexcept nogil:
-    cdef Py_ssize_t i = 0
-    while x >= 0x80:
-        p[i] = <unsigned char>((x & 0x7F) | 0x80)
-        x >>= 7
-        i += 1
-    p[i] = <unsigned char>x
-    return i + 1
-
-
-cdef uint64_t get_varint(const unsigned char* p, Py_ssize_t size, Py_ssize_t* pos) except? 0:
+cdef uint64_t read_varint(const unsigned char* p, Py_ssize_t size, Py_ssize_t* pos) except? 0:
     cdef uint64_t x = 0
     cdef int shift = 0
     while True:
@@ -120,9 +111,9 @@ def decode_log(bytes rec):
         raise StorageCorruptError("not a log record")
     if p[1] != LOG_VERSION:
         raise StorageCorruptError(f"log record version {p[1]} is not supported")
-    t = get_varint(p, size, &pos)
-    next_n = get_varint(p, size, &pos)
-    cdef Py_ssize_t n = get_varint(p, size, &pos)
+    t = read_varint(p, size, &pos)
+    next_n = read_varint(p, size, &pos)
+    cdef Py_ssize_t n = read_varint(p, size, &pos)
     cdef list keys = []
     cdef list flags = []
     for i in range(n):
@@ -130,7 +121,7 @@ def decode_log(bytes rec):
             raise StorageCorruptError(f"log record of t={t} truncated at datom {i}")
         flags.append(p[pos])
         pos += 1
-        ln = get_varint(p, size, &pos)
+        ln = read_varint(p, size, &pos)
         if ln > size - pos:
             raise StorageCorruptError(f"log record of t={t} truncated at datom {i}")
         keys.append(PyBytes_FromStringAndSize(<const char*>(p + pos), ln))

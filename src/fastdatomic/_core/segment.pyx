@@ -23,6 +23,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, int64_t, uint64_t, uint8_t
 
+from fastdatomic._core.varint cimport put_varint, get_varint
 from fastdatomic.errors import StorageCorruptError
 
 LEAF_MAX = 4096      # datoms per leaf segment ("a few thousand")
@@ -309,31 +310,6 @@ def split_block(KeyBlock kb, Py_ssize_t max_n):
 
 
 # --- segment encodings ---------------------------------------------------------
-
-cdef inline Py_ssize_t put_varint(unsigned char* p, uint64_t x) noexcept nogil:
-    cdef Py_ssize_t i = 0
-    while x >= 0x80:
-        p[i] = <unsigned char>((x & 0x7F) | 0x80)
-        x >>= 7
-        i += 1
-    p[i] = <unsigned char>x
-    return i + 1
-
-
-cdef inline Py_ssize_t get_varint(const unsigned char* p, Py_ssize_t left, uint64_t* out) noexcept nogil:
-    # Returns bytes consumed, or -1 when the varint is truncated or too long.
-    cdef uint64_t x = 0
-    cdef int shift = 0
-    cdef Py_ssize_t i = 0
-    while i < left and i < 10:
-        x |= (<uint64_t>(p[i] & 0x7F)) << shift
-        if not (p[i] & 0x80):
-            out[0] = x
-            return i + 1
-        shift += 7
-        i += 1
-    return -1
-
 
 cdef inline Py_ssize_t shared_prefix(const unsigned char* a, Py_ssize_t na,
                                      const unsigned char* b, Py_ssize_t nb) noexcept nogil:

@@ -219,6 +219,11 @@ class DatabaseWriter:
             db, keys, flags = db.apply(datoms, t, next_n, tx_instant)
             log.append((db.db_id, t, encode_log(t, next_n, keys, flags)))
             values.append(db)
+        self._commit(log, db)
+        return values
+
+    def _commit(self, log, db: Database):
+        # One storage transaction: the log records, the root CAS and the fence checks.
         new_raw = self._root_for(db)
         ok = self.storage.commit(log=log, records=[(ROOT_PREFIX + self.name, self._root_raw, new_raw)],
                                  checks=self._checks())
@@ -226,7 +231,6 @@ class DatabaseWriter:
             self._fail("commit")
         self._root_raw = new_raw
         self.db = db
-        return values
 
     def commit_prepared(self, results) -> None:
         """Group commit of prepared transactions (``tx.prepare``), each prepared against the
@@ -237,14 +241,7 @@ class DatabaseWriter:
         if self.poisoned:
             raise FencedError(f"writer of database {self.name!r} was fenced and must not commit")
         log = [(r.db_after.db_id, r.t, encode_log(r.t, r.next_n, r.keys, r.flags)) for r in results]
-        db = results[-1].db_after
-        new_raw = self._root_for(db)
-        ok = self.storage.commit(log=log, records=[(ROOT_PREFIX + self.name, self._root_raw, new_raw)],
-                                 checks=self._checks())
-        if not ok:
-            self._fail("commit")
-        self._root_raw = new_raw
-        self.db = db
+        self._commit(log, results[-1].db_after)
 
     def index(self) -> Database:
         """The indexing job: merge all novelty into new trees, write segments, CAS the root.

@@ -150,6 +150,7 @@ class _Tx:
         self.ensures = []          # (e, spec)
         self.auto = 0
         self.new_eids = set()      # entities allocated by this transaction: no current values
+        self.plain_attrs = {}      # map key -> Attribute, for keys that are plain attributes
 
     # --- 1. expand ---------------------------------------------------------------
 
@@ -261,44 +262,26 @@ class _Tx:
             self.auto += 1
             e = TempId(f"#auto-{self.auto}", auto=True)
         has_unique = False
+        plain = self.plain_attrs
+        ops_append = self.ops.append
         for k, v in m.items():
-            kid = _ident(k)
-            if kid is None:
-                raise InvalidTxDataError(f"map key {k!r} is not an attribute ident (in {_form(m)})",
-                                         data={"form": m})
-            if kid == _DB_ID:
-                continue
-            if kid == _DB_ENSURE:
-                for spec in (v if isinstance(v, (list, tuple, set, frozenset)) else [v]):
-                    self.ensures.append((e, spec))
-                continue
-            reverse = kid.name.startswith("_")
-            if reverse:
-                fwd = Keyword(kid.ns, kid.name[1:]) if kid.ns else Keyword(kid.name[1:])
-                at = self.attr(fwd, m)
-                if not at.is_ref:
-                    raise InvalidTxDataError(f"reverse attribute {kid} needs a ref attribute (in {_form(m)})")
-                for x in (v if isinstance(v, (list, set, frozenset)) else [v]):
-                    src = self.expand_map(x, at) if isinstance(x, dict) else x
-                    self.ops.append([_ADD, src, at, e, m])
-                continue
-            at = self.attr(kid, m)
+            at = plain.get(k)
+            if at is None:
+                at = self.map_key(k, v, e, m)
+                if at is None:
+                    continue   # :db/id, :db/ensure or a reverse ref, handled
             if at.unique is not None:
                 has_unique = True
-            if at.tuple_attrs is not None:
-                raise InvalidTxDataError(f"composite tuple {at.ident} is maintained by the database; "
-                                         f"assert its attributes instead (in {_form(m)})")
-            if at.many and isinstance(v, (list, set, frozenset)) or \
-                    (at.many and isinstance(v, tuple) and at.vtype != TYPE_TUPLE):
-                values = v
+            if at.many and (isinstance(v, (list, set, frozenset)) or
+                            (isinstance(v, tuple) and at.vtype != TYPE_TUPLE)):
+                for x in v:
+                    if isinstance(x, dict):
+                        x = self.nested(x, at, m)
+                    ops_append([_ADD, e, at, x, m])
             else:
-                values = [v]
-            for x in values:
-                if isinstance(x, dict):
-                    if not at.is_ref:
-                        raise InvalidTxDataError(f"nested map under non-ref attribute {at.ident} (in {_form(m)})")
-                    x = self.expand_map(x, at)
-                self.ops.append([_ADD, e, at, x, m])
+                if type(v) is dict:
+                    v = self.nested(v, at, m)
+                ops_append([_ADD, e, at, v, m])
         if parent_attr is not None and not parent_attr.component and not has_unique:
             raise InvalidTxDataError(
                 f"nested map under {parent_attr.ident} must be a component or hold a unique attribute "
@@ -306,6 +289,40 @@ class _Tx:
         if len(m) == 1 and (_DB_ID in m or ":db/id" in m):
             raise InvalidTxDataError(f"map with only :db/id asserts nothing: {_form(m)}")
         return e
+
+    def nested(self, x, at, m):
+        if not at.is_ref:
+            raise InvalidTxDataError(f"nested map under non-ref attribute {at.ident} (in {_form(m)})")
+        return self.expand_map(x, at)
+
+    def map_key(self, k, v, e, m):
+        """The slow path of a map key: special keys, reverse refs, errors. Plain attribute
+        keys are cached in ``plain_attrs`` (the schema does not change within a transaction)."""
+        kid = _ident(k)
+        if kid is None:
+            raise InvalidTxDataError(f"map key {k!r} is not an attribute ident (in {_form(m)})",
+                                     data={"form": m})
+        if kid == _DB_ID:
+            return None
+        if kid == _DB_ENSURE:
+            for spec in (v if isinstance(v, (list, tuple, set, frozenset)) else [v]):
+                self.ensures.append((e, spec))
+            return None
+        if kid.name.startswith("_"):
+            fwd = Keyword(kid.ns, kid.name[1:]) if kid.ns else Keyword(kid.name[1:])
+            at = self.attr(fwd, m)
+            if not at.is_ref:
+                raise InvalidTxDataError(f"reverse attribute {kid} needs a ref attribute (in {_form(m)})")
+            for x in (v if isinstance(v, (list, set, frozenset)) else [v]):
+                src = self.expand_map(x, at) if isinstance(x, dict) else x
+                self.ops.append([_ADD, src, at, e, m])
+            return None
+        at = self.attr(kid, m)
+        if at.tuple_attrs is not None:
+            raise InvalidTxDataError(f"composite tuple {at.ident} is maintained by the database; "
+                                     f"assert its attributes instead (in {_form(m)})")
+        self.plain_attrs[k] = at
+        return at
 
     def retract_entity(self, ref, form):
         e = self.resolve_existing(ref, form)
@@ -383,6 +400,9 @@ class _Tx:
                                      f"(id, tempid, ident or lookup ref) (in {_form(form)})",
                                      data={"attribute": at.ident, "value": v, "form": form})
             return self.resolve(v, form)
+        fast = _FAST_TYPES.get(at.vtype)
+        if fast is not None and type(v) is fast and (fast is not int or -_I64 <= v < _I64):
+            return v   # already in stored form; the codec still checks it when encoding the key
         if at.vtype == TYPE_KEYWORD and type(v) is not Keyword:
             raise WrongTypeError(f"value {v!r} of {at.ident} is not a keyword (in {_form(form)})",
                                  data={"attribute": at.ident, "value": v, "form": form},
@@ -686,6 +706,13 @@ class _Tx:
                                                 f"predicate {p} returned false",
                                                 data={"entity": e, "spec": spec, "pred": p})
         check_schema(self.db, db_after, datoms)
+
+
+_I64 = 1 << 63
+# Value types whose Python type alone says the value is already in stored form.
+from fastdatomic._core.codec import TYPE_STRING, TYPE_LONG, TYPE_BOOLEAN, TYPE_DOUBLE  # noqa: E402
+_FAST_TYPES = {TYPE_STRING: str, TYPE_LONG: int, TYPE_BOOLEAN: bool, TYPE_DOUBLE: float,
+               TYPE_KEYWORD: Keyword}
 
 
 def _hashable(v):
