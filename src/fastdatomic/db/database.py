@@ -457,4 +457,6 @@ def load_schema(db: Database) -> Schema:
     for d in base._scan(INDEX_AEVT, prefix, prefix_end(prefix), MODE_HISTORY):
         if not d.added and d.v not in schema.idents:
             schema.idents[d.v] = d.e
+            if d.e in schema.attrs:
+                schema.by_ident[d.v] = schema.attrs[d.e]
     return schema

@@ -701,9 +701,13 @@ class _Tx:
                                             data={"entity": e, "spec": spec, "missing": missing})
             for p in preds:
                 fn = _TX_FNS.get(p) or _import_fn(p, None)
-                if not fn(db_after, e):
+                try:
+                    ok, why = bool(fn(db_after, e)), "returned false"
+                except Exception as err:  # a raising predicate fails the spec, never escapes raw
+                    ok, why = False, f"raised {type(err).__name__}: {err}"
+                if not ok:
                     raise EntitySpecFailedError(f"entity {e} fails spec {db_after.ident(spec_e) or spec}: "
-                                                f"predicate {p} returned false",
+                                                f"predicate {p} {why}",
                                                 data={"entity": e, "spec": spec, "pred": p})
         check_schema(self.db, db_after, datoms)
 
@@ -775,9 +779,13 @@ def check_schema(before: Database, after: Database, datoms):
                                              data={"attribute": old.ident})
         if touched & {S.DB_TUPLEATTRS, S.DB_TUPLETYPE, S.DB_TUPLETYPES}:
             raise InvalidAlterAttributeError(f"cannot change the tuple shape of {old.ident}")
-        if new is None:
+        if S.DB_FULLTEXT in touched:
+            raise InvalidAlterAttributeError(f"cannot change :db/fulltext of {old.ident}",
+                                             data={"attribute": old.ident})
+        required = (S.DB_IDENT, S.DB_VALUETYPE, S.DB_CARDINALITY)
+        if new is None or any(next(iter(after.datoms("eavt", e, a)), None) is None for a in required):
             raise InvalidAlterAttributeError(f"cannot remove {old.ident}'s :db/ident, :db/valueType or "
-                                             ":db/cardinality")
+                                             ":db/cardinality", data={"attribute": old.ident})
         if old.many and not new.many:
             for d_e, n in _values_per_entity(before, old):
                 if n > 1:
