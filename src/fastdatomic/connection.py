@@ -22,7 +22,7 @@ from fastdatomic.db.catalog import DatabaseWriter
 from fastdatomic.db.database import Database, prefix_end
 from fastdatomic.db.schema import DB_TX_UUID
 from fastdatomic.errors import InvalidTxDataError, DatabaseNotFoundError, TransactTimeoutError
-from fastdatomic.ids import t_to_tx, tx_to_t
+from fastdatomic.ids import t_to_tx, tx_to_t, is_tx
 
 __all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
 
@@ -156,7 +156,7 @@ class _LocalTransactor:
                               [Datom(e, a, v, tx, added) for e, a, v, added in result.datoms],
                               result.tempids, result.t, result.tx_uuid)
             self.last_db = result.db_after
-            for q in self.queues:
+            for q in tuple(self.queues):   # a snapshot: removal may happen meanwhile
                 q.offer(report)
             return report
         finally:
@@ -168,7 +168,7 @@ def _lookup_tx(db: Database, tx_id) -> int | None:
     prefix = encode_id(DB_TX_UUID) + encode_value(db.schema.attrs[DB_TX_UUID].vtype, tx_id)
     from fastdatomic._core.codec import INDEX_AVET
     d = next(iter(db._scan(INDEX_AVET, prefix, prefix_end(prefix))), None)
-    return None if d is None else tx_to_t(d.e)
+    return tx_to_t(d.e) if d is not None and is_tx(d.e) else None
 
 
 def _report_for_existing(storage, db, t, tx_id):

@@ -48,10 +48,19 @@ def check_name(name: str):
             "starting with a letter or digit")
 
 
+_hex_roots_cache: dict = {}
+
+
 def _root_bytes(db_id, name, basis_t, next_n, index_basis_t, roots) -> bytes:
+    # The roots change only at indexing; their hex form is cached (one entry per tree set).
+    hex_roots = _hex_roots_cache.get(roots)
+    if hex_roots is None:
+        if len(_hex_roots_cache) > 64:
+            _hex_roots_cache.clear()
+        hex_roots = _hex_roots_cache[roots] = [r.hex() if r else None for r in roots]
     return orjson.dumps({
         "v": ROOT_VERSION, "db_id": db_id, "name": name, "basis_t": basis_t, "next_n": next_n,
-        "index_basis_t": index_basis_t, "roots": [r.hex() if r else None for r in roots],
+        "index_basis_t": index_basis_t, "roots": hex_roots,
     })
 
 

@@ -107,9 +107,14 @@ class Database:
         self.tx_instant = tx_instant
 
     def _view(self, **changes) -> "Database":
-        fields = {s: getattr(self, s) for s in Database.__slots__}
-        fields.update(changes)
-        return Database(**fields)
+        new = object.__new__(Database)
+        for name in _SLOTS:
+            setattr(new, name, getattr(self, name))
+        for name, value in changes.items():
+            setattr(new, name, value)
+        if "roots" in changes:
+            new.roots = tuple(new.roots)
+        return new
 
     # --- views ----------------------------------------------------------------
 
@@ -415,6 +420,7 @@ class Database:
         return f"#db {{:name {self.name!r} :basis-t {self.basis_t}{extra}}}"
 
 
+_SLOTS = Database.__slots__
 _SCHEMA_ATTR_PREFIXES = frozenset(encode_id(a) for a in SCHEMA_ATTRS)
 
 

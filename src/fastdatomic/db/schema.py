@@ -182,7 +182,7 @@ class Schema:
     always what the database value's own datoms say.
     """
 
-    __slots__ = ("attrs", "by_ident", "idents", "ident_of", "composites", "no_history")
+    __slots__ = ("attrs", "by_ident", "idents", "ident_of", "composites", "no_history", "map_keys")
 
     def __init__(self, attrs, by_ident, idents, ident_of):
         self.attrs = attrs          # id -> Attribute
@@ -192,6 +192,7 @@ class Schema:
         # Derived once per schema: consulted on every transaction and history read.
         self.composites = tuple(a for a in attrs.values() if a.tuple_attrs)
         self.no_history = frozenset(a.id for a in attrs.values() if a.no_history)
+        self.map_keys = {}          # tx-data map key -> Attribute, filled by transactions
 
     @staticmethod
     def from_facts(facts) -> "Schema":

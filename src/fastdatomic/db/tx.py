@@ -150,7 +150,7 @@ class _Tx:
         self.ensures = []          # (e, spec)
         self.auto = 0
         self.new_eids = set()      # entities allocated by this transaction: no current values
-        self.plain_attrs = {}      # map key -> Attribute, for keys that are plain attributes
+        self.plain_attrs = db.schema.map_keys   # map key -> Attribute (plain attributes only)
 
     # --- 1. expand ---------------------------------------------------------------
 
@@ -321,7 +321,8 @@ class _Tx:
         if at.tuple_attrs is not None:
             raise InvalidTxDataError(f"composite tuple {at.ident} is maintained by the database; "
                                      f"assert its attributes instead (in {_form(m)})")
-        self.plain_attrs[k] = at
+        if len(self.plain_attrs) < 100_000:
+            self.plain_attrs[k] = at
         return at
 
     def retract_entity(self, ref, form):
@@ -661,6 +662,15 @@ class _Tx:
 
     def tx_datoms(self, datoms):
         """The transaction entity's own datoms: :db/txInstant (monotonic) and the tx UUID."""
+        for e, a, v, added in datoms:
+            if (a == S.DB_TX_UUID or a == S.DB_TXINSTANT) and (e != self.tx_eid or not added):
+                # Past transactions' identity and time are facts of the log: never rewritten,
+                # and the tx uuid lives only on transaction entities (idempotent retries
+                # depend on both).
+                what = "retracted" if e == self.tx_eid or not added else f"asserted on entity {e}"
+                raise InvalidTxDataError(
+                    f"{self.schema.ident_of.get(a)} of a transaction cannot be {what}; it belongs to "
+                    "the transaction entity that carries it", data={"entity": e, "attribute": a})
         inst_a = S.DB_TXINSTANT
         user_inst = [v for e, a, v, added in datoms if e == self.tx_eid and a == inst_a and added]
         prev = self.db.tx_instant
@@ -843,7 +853,9 @@ def prepare(db: Database, tx_data, *, tx_uuid=None, now: datetime | None = None)
     tempids = tx.allocate()
     datoms = tx.datoms()
     tx_instant = tx.tx_datoms(datoms)
-    tx.check_unique([d for d in datoms if d[0] == tx.tx_eid])   # e.g. a reused tx uuid
+    if given or tx.tx_uuid is not tx_uuid:
+        # A caller-chosen uuid may collide with a committed one (a generated one cannot).
+        tx.check_unique([d for d in datoms if d[0] == tx.tx_eid])
     db_after, keys, flags = db.apply(datoms, tx.t, tx.next_n, tx_instant)
     tx.check_after(db_after, datoms)
     return TxResult(db_before=db, db_after=db_after, datoms=datoms, t=tx.t, next_n=tx.next_n,
