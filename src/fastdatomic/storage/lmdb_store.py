@@ -77,30 +77,35 @@ _CORRUPT = tuple(getattr(lmdb, n) for n in (
 
 
 class _Gate:
-    """Many transactions in flight (shared) or one map resize (exclusive); resizes go first."""
+    """Many transactions in flight (shared) or one map resize (exclusive); resizes go first.
 
-    __slots__ = ("_cond", "_active", "_exclusive", "_waiting")
+    The shared path is one uncontended ``Lock`` round trip; the condition is only
+    waited on while a resize is pending.
+    """
+
+    __slots__ = ("_lock", "_cond", "_active", "_exclusive", "_waiting")
 
     def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._active = 0
         self._exclusive = False
         self._waiting = 0
 
     def enter(self):
-        with self._cond:
+        with self._lock:
             while self._exclusive or self._waiting:
                 self._cond.wait()
             self._active += 1
 
     def leave(self):
-        with self._cond:
+        with self._lock:
             self._active -= 1
-            if not self._active and self._waiting:
+            if self._waiting and self._active <= 1:
                 self._cond.notify_all()
 
     def enter_exclusive(self):
-        with self._cond:
+        with self._lock:
             self._waiting += 1
             try:
                 while self._exclusive or self._active:
@@ -109,8 +114,21 @@ class _Gate:
                 self._waiting -= 1
             self._exclusive = True
 
+    def upgrade(self):
+        """Shared -> exclusive, for the one writer (it holds the write lock): waits until
+        it is the only transaction in flight."""
+        with self._lock:
+            self._waiting += 1
+            try:
+                while self._exclusive or self._active > 1:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._active -= 1
+            self._exclusive = True
+
     def leave_exclusive(self):
-        with self._cond:
+        with self._lock:
             self._exclusive = False
             self._cond.notify_all()
 
@@ -125,6 +143,9 @@ class _Env:
         self.blobs = dbs["blobs"]
         self.log = dbs["log"]
         self.records = dbs["records"]
+        blobs, records = self.blobs, self.records
+        self.get_blob = lambda txn, k: txn.get(k, None, blobs)
+        self.get_record = lambda txn, k: txn.get(k, None, records)
         self.refs = 0
         self.write_lock = threading.Lock()
         self.gate = _Gate()
@@ -134,6 +155,7 @@ class _Env:
         self.adopts = 0     # map growths by other processes adopted here
 
     def adopt_map_size(self) -> None:
+        """Take up the map size another process grew the environment to."""
         self.gate.enter_exclusive()
         try:
             if not self.closed:
@@ -142,30 +164,27 @@ class _Env:
         finally:
             self.gate.leave_exclusive()
 
-    def grow(self, seen: int, map_size_max: int | None) -> None:
-        self.gate.enter_exclusive()
-        try:
-            if self.closed:
-                return
-            cur = self.env.info()["map_size"]
-            if cur > seen:          # grown meanwhile (adopted from another process)
-                return
-            if map_size_max is not None and cur >= map_size_max:
-                raise StorageFullError(
-                    f"LMDB environment {self.path} is full: its map is {cur} bytes and may not "
-                    f"grow past map_size_max={map_size_max}",
-                    data={"path": self.path, "map_size": cur, "map_size_max": map_size_max},
-                    hint=f"raise the map_size_max storage setting (lmdb-map-size-max in the "
-                         f"transactor properties; now {map_size_max} bytes), or free space with "
-                         f"gc-storage")
-            new = cur * 2
-            if map_size_max is not None:
-                new = min(new, map_size_max)
-            new = max(new, cur + _PAGE) // _PAGE * _PAGE
-            self.env.set_mapsize(new)
-            self.grows += 1
-        finally:
-            self.gate.leave_exclusive()
+    def grow_exclusive(self, seen: int, map_size_max: int | None) -> None:
+        """Double the map (bounded by ``map_size_max``); the caller holds the gate exclusively."""
+        if self.closed:
+            return
+        cur = self.env.info()["map_size"]
+        if cur > seen:          # grown meanwhile (adopted from another process)
+            return
+        new = cur * 2
+        if map_size_max is not None:
+            new = min(new, map_size_max)
+        new = new // _PAGE * _PAGE
+        if new <= cur:
+            raise StorageFullError(
+                f"LMDB environment {self.path} is full: its map is {cur} bytes and may not "
+                f"grow past map_size_max={map_size_max}",
+                data={"path": self.path, "map_size": cur, "map_size_max": map_size_max},
+                hint=f"raise the map_size_max storage setting (lmdb-map-size-max in the "
+                     f"transactor properties; now {map_size_max} bytes), or free space with "
+                     f"gc-storage")
+        self.env.set_mapsize(new)
+        self.grows += 1
 
     def close(self) -> None:
         self.gate.enter_exclusive()
@@ -181,13 +200,15 @@ class _Env:
 _ENVS: dict[tuple, _Env] = {}
 _ENVS_LOCK = threading.Lock()
 _FORK_ORPHANS: list = []
+_PID = os.getpid()
 
 
 def _after_fork_in_child():
     # An LMDB environment must not be used across fork(): the child neither owns
     # the parent's locks nor may close its reader slots. Forget (but keep alive,
     # so nothing gets closed) whatever the parent had open.
-    global _ENVS, _ENVS_LOCK
+    global _ENVS, _ENVS_LOCK, _PID
+    _PID = os.getpid()
     _FORK_ORPHANS.append(_ENVS)
     _ENVS = {}
     _ENVS_LOCK = threading.Lock()
@@ -321,9 +342,30 @@ def _wrap(err: lmdb.Error, op: str, path: str) -> StorageError:
     if isinstance(err, lmdb.BadValsizeError):
         return StorageArgumentError(f"LMDB {op} in {path}: key or value of invalid size: {err}",
                                     data=data)
+    if code == errno.EFBIG:
+        return StorageFullError(f"file size limit reached while LMDB {op} in {path}: {err}",
+                                data=data, hint="raise the process file-size limit (ulimit -f)")
     if code == errno.EIO:
+        # LMDB reports a short write -- which is how a full disk usually shows -- as EIO.
+        free = _free_bytes(path)
+        if free is not None and free < _DISK_FULL_BYTES:
+            data["free_bytes"] = free
+            return StorageFullError(
+                f"disk full while LMDB {op} in {path} ({free} bytes free): {err}", data=data,
+                hint=f"free disk space on the filesystem holding {path}")
         return StorageUnavailableError(f"I/O error during LMDB {op} in {path}: {err}", data=data)
     return StorageError(f"LMDB {op} failed in {path}: {err}", data=data)
+
+
+_DISK_FULL_BYTES = 64 << 20
+
+
+def _free_bytes(path: str) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _log_key(db_id: str, t: int) -> bytes:
@@ -358,43 +400,55 @@ class LmdbStorage(Storage):
         e = self._e
         if self._closed or e.closed:
             raise StorageUnavailableError(f"LMDB storage {e.path} is closed", data={"path": e.path})
-        if e.pid != os.getpid():
+        if e.pid != _PID:
             raise StorageUnavailableError(
                 f"LMDB storage {e.path} was opened before fork(); open it again in this process "
                 "(use the 'spawn' start method)", data={"path": e.path})
         return e
 
-    def _read(self, op: str, fn: Callable):
-        """Run ``fn(txn)`` in one read transaction (a consistent snapshot)."""
-        e = self._env()
+    def _read(self, op: str, fn: Callable, arg=None):
+        """Run ``fn(txn, arg)`` in one read transaction (a consistent snapshot)."""
+        e = self._e
+        if self._closed or e.closed or e.pid != _PID:
+            self._env()                         # raises the right error
+        gate = e.gate
         for _ in range(1000):
-            e.gate.enter()
+            gate.enter()
             try:
                 if e.closed:
                     raise StorageUnavailableError(f"LMDB storage {e.path} is closed")
                 try:
                     txn = e.env.begin()
-                except lmdb.MapResizedError:
-                    pass
-                else:
+                except lmdb.MapResizedError:    # another process grew the map
+                    txn = None
+                if txn is not None:
                     try:
-                        return fn(txn)
+                        return fn(txn, arg)
                     finally:
                         txn.abort()
             except lmdb.Error as err:
                 raise _wrap(err, op, e.path) from err
             finally:
-                e.gate.leave()
+                gate.leave()
             e.adopt_map_size()
         raise StorageUnavailableError(f"LMDB {op} in {e.path}: the map kept being resized")
 
-    def _write(self, op: str, fn: Callable):
-        """Run ``fn(txn) -> (commit?, result)`` in one write transaction; commit durably
-        when asked. On a full map: abort, grow, rerun ``fn`` from scratch."""
+    def _write(self, op: str, apply: Callable, decide: Callable | None = None):
+        """Run ``apply(txn)`` in one write transaction and commit it durably; its result
+        is returned. On a full map: abort, grow, rerun from scratch.
+
+        ``decide(get)``, when given, runs first and only gets ``txn.get``: answering
+        ``False`` ends the transaction with nothing written and returns ``False``. Such
+        a clean transaction is *committed* (LMDB does no I/O for it) rather than aborted,
+        because py-lmdb 3.0's write-txn ``abort()`` waits until no other thread is inside
+        an LMDB call on the environment, which busy readers can postpone for seconds. The
+        rare aborts (map full, exceptions) first drain this process's readers via the gate.
+        """
         e = self._env()
         with e.write_lock:
             while True:
-                action = None
+                action = seen = None
+                exclusive = False
                 e.gate.enter()
                 try:
                     if e.closed:
@@ -405,27 +459,42 @@ class LmdbStorage(Storage):
                         action = "adopt"
                     else:
                         try:
-                            do_commit, result = fn(txn)
-                            if do_commit:
-                                txn.commit()
-                            else:
+                            if decide is not None and not decide(txn.get):
+                                txn.commit()        # clean: nothing written, no I/O
+                                return False
+                            result = apply(txn)
+                        except BaseException as exc:
+                            try:
+                                e.gate.upgrade()    # drain readers: abort() waits for them
+                                exclusive = True
+                            finally:
                                 txn.abort()
-                            return result
-                        except lmdb.MapFullError:
-                            txn.abort()
+                            if not isinstance(exc, lmdb.MapFullError):
+                                raise
                             action = "grow"
                             seen = e.env.info()["map_size"]
-                        except BaseException:
-                            txn.abort()
-                            raise
+                        else:
+                            try:
+                                txn.commit()        # the txn is gone also when this fails
+                            except lmdb.MapFullError:
+                                action = "grow"
+                                seen = e.env.info()["map_size"]
+                            else:
+                                return result
+                    if action == "grow":
+                        if not exclusive:
+                            e.gate.upgrade()
+                            exclusive = True
+                        e.grow_exclusive(seen, self._map_size_max)
                 except lmdb.Error as err:
                     raise _wrap(err, op, e.path) from err
                 finally:
-                    e.gate.leave()
+                    if exclusive:
+                        e.gate.leave_exclusive()
+                    else:
+                        e.gate.leave()
                 if action == "adopt":
                     e.adopt_map_size()
-                else:
-                    e.grow(seen, self._map_size_max)
 
     # --- blobs -----------------------------------------------------------------
 
@@ -436,9 +505,7 @@ class LmdbStorage(Storage):
         >>> s.get(b"k") is None
         True
         """
-        k = _blob_key(key)
-        db = self._e.blobs
-        return self._read("get", lambda txn: txn.get(k, db=db))
+        return self._read("get", self._e.get_blob, _blob_key(key))
 
     def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """See :meth:`Storage.get_many`.
@@ -450,9 +517,9 @@ class LmdbStorage(Storage):
         ks = [_blob_key(k) for k in keys]
         db = self._e.blobs
 
-        def run(txn):
+        def run(txn, _):
             get = txn.get
-            return [get(k, db=db) for k in ks]
+            return [get(k, None, db) for k in ks]
         return self._read("get_many", run)
 
     def put_blobs(self, items: Iterable[tuple[bytes, bytes]]) -> None:
@@ -477,7 +544,7 @@ class LmdbStorage(Storage):
 
         def run(txn):
             self._put_blobs_in(txn, db, blobs)
-            return True, None
+            return None
         self._write("put_blobs", run)
 
     @staticmethod
@@ -506,7 +573,7 @@ class LmdbStorage(Storage):
             def run(txn, part=part):
                 for k in part:
                     txn.delete(k, db=db)
-                return True, None
+                return None
             self._write("delete_blobs", run)
 
     # --- log -------------------------------------------------------------------
@@ -531,7 +598,7 @@ class LmdbStorage(Storage):
         while lo < hi:
             start = prefix + lo.to_bytes(8, "big")
 
-            def run(txn):
+            def run(txn, _):
                 out, size = [], 0
                 cur = txn.cursor(db=db)
                 if not cur.set_range(start):
@@ -560,7 +627,7 @@ class LmdbStorage(Storage):
         prefix = bytes.fromhex(_db_id(db_id))
         db = self._e.log
 
-        def run(txn):
+        def run(txn, _):
             cur = txn.cursor(db=db)
             ok = cur.prev() if cur.set_range(prefix + _T_END_SUFFIX) else cur.last()
             if not ok:
@@ -586,11 +653,11 @@ class LmdbStorage(Storage):
             if cur.set_range(prefix):
                 while cur.key()[:16] == prefix:
                     if n >= _DELETE_CHUNK:
-                        return True, True
+                        return True
                     if not cur.delete():        # moves to the next key
                         break
                     n += 1
-            return True, False
+            return False
         while self._write("delete_log", run):
             pass
 
@@ -604,8 +671,7 @@ class LmdbStorage(Storage):
         True
         """
         k = _record_name(name).encode("utf-8", "surrogatepass")
-        db = self._e.records
-        return self._read("get_record", lambda txn: txn.get(k, db=db))
+        return self._read("get_record", self._e.get_record, k)
 
     def list_records(self, prefix: str) -> list[tuple[str, bytes]]:
         """See :meth:`Storage.list_records`.
@@ -620,7 +686,7 @@ class LmdbStorage(Storage):
         p = prefix.encode("utf-8", "surrogatepass")
         db = self._e.records
 
-        def run(txn):
+        def run(txn, _):
             out = []
             cur = txn.cursor(db=db)
             if cur.set_range(p):
@@ -648,17 +714,22 @@ class LmdbStorage(Storage):
         e = self._e
         rdb, ldb, bdb = e.records, e.log, e.blobs
 
-        def run(txn):
-            get, put = txn.get, txn.put
+        def decide(get) -> bool:
             for k, expected in checks_b:
-                if get(k, db=rdb) != expected:
-                    return False, False
+                if get(k, None, rdb) != expected:
+                    return False
             for k, expected, _new in records_b:
-                if get(k, db=rdb) != expected:
-                    return False, False
+                if get(k, None, rdb) != expected:
+                    return False
+            for k, _v in log_b:
+                if get(k, None, ldb) is not None:
+                    return False
+            return True
+
+        def apply(txn) -> bool:
+            put = txn.put
             for k, v in log_b:
-                if not put(k, v, overwrite=False, db=ldb):
-                    return False, False
+                put(k, v, db=ldb)
             if nblobs:
                 self._put_blobs_in(txn, bdb, nblobs)
             for k, _expected, new in records_b:
@@ -666,8 +737,8 @@ class LmdbStorage(Storage):
                     txn.delete(k, db=rdb)
                 else:
                     put(k, new, db=rdb)
-            return True, True
-        return self._write("commit", run)
+            return True
+        return self._write("commit", apply, decide)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -699,13 +770,17 @@ class LmdbStorage(Storage):
         """
         e = self._e
 
-        def run(txn):
+        def run(txn, _):
             return {n: txn.stat(db)["entries"] for n, db in
                     (("blobs", e.blobs), ("log_records", e.log), ("records", e.records))}
         counts = self._read("describe", run)
         e.gate.enter()
         try:
+            if e.closed:
+                raise StorageUnavailableError(f"LMDB storage {e.path} is closed")
             info, stat = e.env.info(), e.env.stat()
+        except lmdb.Error as err:
+            raise _wrap(err, "describe", e.path) from err
         finally:
             e.gate.leave()
         try:
