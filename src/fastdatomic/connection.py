@@ -34,16 +34,25 @@ class TxReport:
     same transaction id (an idempotent retry); its ``tempids`` are then empty.
     """
 
-    __slots__ = ("db_before", "db_after", "tx_data", "tempids", "t", "tx_id", "duplicate")
+    __slots__ = ("db_before", "db_after", "_tx_data", "tempids", "t", "tx_id", "duplicate")
 
     def __init__(self, db_before, db_after, tx_data, tempids, t, tx_id, duplicate=False):
         self.db_before = db_before
         self.db_after = db_after
-        self.tx_data = tx_data
+        self._tx_data = tx_data      # Datoms, or raw (e, a, v, added) tuples made into Datoms on read
         self.tempids = tempids
         self.t = t
         self.tx_id = tx_id
         self.duplicate = duplicate
+
+    @property
+    def tx_data(self):
+        """The datoms the transaction added or retracted (with its tx), as ``Datom``s."""
+        data = self._tx_data
+        if data and type(data[0]) is tuple:
+            tx = t_to_tx(self.t)
+            data = self._tx_data = [Datom(e, a, v, tx, added) for e, a, v, added in data]
+        return data
 
     def resolve_tempid(self, tempid):
         """The entity id a tempid became (``None`` if it was not in this transaction).
@@ -56,12 +65,15 @@ class TxReport:
     def __getitem__(self, key):
         # Datomic's report is a map: r[":db-after"] and r["db_after"] both work.
         name = str(key).lstrip(":").replace("-", "_")
-        if name not in TxReport.__slots__:
+        if name not in _REPORT_KEYS:
             raise KeyError(key)
         return getattr(self, name)
 
     def __repr__(self):
         return f"<TxReport t={self.t} datoms={len(self.tx_data)} tempids={self.tempids}>"
+
+
+_REPORT_KEYS = frozenset({"db_before", "db_after", "tx_data", "tempids", "t", "tx_id", "duplicate"})
 
 
 class TxReportQueue(queue.Queue):
@@ -151,9 +163,7 @@ class _LocalTransactor:
                     return _report_for_existing(self.writer.storage, db, done, tx_id)
             result = txmod.prepare(db, tx_data, tx_uuid=tx_id)
             self.writer.commit_prepared([result])
-            tx = t_to_tx(result.t)
-            report = TxReport(result.db_before, result.db_after,
-                              [Datom(e, a, v, tx, added) for e, a, v, added in result.datoms],
+            report = TxReport(result.db_before, result.db_after, result.datoms,
                               result.tempids, result.t, result.tx_uuid)
             self.last_db = result.db_after
             for q in tuple(self.queues):   # a snapshot: removal may happen meanwhile

@@ -22,6 +22,7 @@ from libc.string cimport memcpy
 from libc.stdint cimport uint64_t
 
 from fastdatomic._core.varint cimport put_varint
+from fastdatomic._core.codec cimport encode_key_c
 from fastdatomic.errors import StorageCorruptError
 
 FLAG_AVET = 1
@@ -129,3 +130,39 @@ def decode_log(bytes rec):
     if pos != size:
         raise StorageCorruptError(f"log record of t={t} has {size - pos} trailing bytes")
     return (t, next_n, keys, flags)
+
+
+def encode_tx(list datoms, dict vtypes, dict index_flags, frozenset schema_attrs, long long tx):
+    """All index keys of one transaction's datoms ``[(e, a, v, added), ...]`` in one loop.
+
+    Returns ``(eavt, aevt, avet, vaet, flags, touches_schema)``; ``flags`` go into the log
+    record. An attribute id missing from ``vtypes`` raises ``KeyError(a)``.
+
+    >>> from fastdatomic._core.codec import TYPE_LONG
+    >>> r = encode_tx([(1, 2, 3, True)], {2: TYPE_LONG}, {2: FLAG_AVET}, frozenset(), 4)
+    >>> [len(x) for x in r[:5]], r[5]
+    ([1, 1, 1, 0, 1], False)
+    """
+    cdef list eavt = [], aevt = [], avet = [], vaet = [], flags = []
+    cdef long long e, a
+    cdef int vt, f
+    cdef bint touches = False
+    cdef bytes k
+    cdef tuple derived
+    for d in datoms:
+        e = d[0]
+        a = d[1]
+        vt = vtypes[a]
+        f = index_flags[a]
+        k = encode_key_c(0, e, a, vt, d[2], tx, d[3])
+        derived = derive_keys(k, f)
+        eavt.append(k)
+        aevt.append(derived[0])
+        if f & FLAG_AVET:
+            avet.append(derived[1])
+        if f & FLAG_VAET:
+            vaet.append(derived[2])
+        flags.append(f)
+        if not touches and a in schema_attrs:
+            touches = True
+    return (eavt, aevt, avet, vaet, flags, touches)

@@ -607,3 +607,25 @@ cdef class DirNode:
 
     def __repr__(self):
         return f"<DirNode level={self.level} children={self.keys.n}>"
+
+
+def push_run(tuple runs, list keys):
+    """``runs`` with a new sorted run made of ``keys`` appended, merging while the previous
+    run is at most twice as long (keeps the number of runs logarithmic).
+
+    >>> r = push_run((), [b"b", b"a"]); r = push_run(r, [b"c"])
+    >>> [x.keys() for x in r]
+    [[b'a', b'b', b'c']]
+    """
+    cdef KeyBlock block = KeyBlock.from_keys(keys)
+    cdef list out = list(runs)
+    cdef Py_ssize_t n
+    out.append(block)
+    # Explicit indices: this module is compiled with wraparound=False.
+    n = len(out)
+    while n >= 2 and (<KeyBlock>out[n - 2]).n <= 2 * (<KeyBlock>out[n - 1]).n:
+        block = merge_blocks(<KeyBlock>out[n - 2], <KeyBlock>out[n - 1])
+        del out[n - 2:n]
+        out.append(block)
+        n = len(out)
+    return tuple(out)

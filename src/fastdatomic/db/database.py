@@ -21,7 +21,7 @@ from fastdatomic._core.codec import (
     INDEX_EAVT, INDEX_AEVT, INDEX_AVET, INDEX_VAET, TYPE_REF, TYPE_KEYWORD,
     encode_id, encode_value, encode_key,
 )
-from fastdatomic._core.logrec import FLAG_AVET, FLAG_VAET, derive_keys
+from fastdatomic._core.logrec import FLAG_AVET, FLAG_VAET, derive_keys, encode_tx
 from fastdatomic._core.scan import Scan, MODE_CURRENT, MODE_HISTORY
 from fastdatomic.db.memindex import MemoryIndex
 from fastdatomic.db.schema import Schema, SCHEMA_ATTRS, Attribute, DB_IDENT
@@ -107,9 +107,22 @@ class Database:
         self.tx_instant = tx_instant
 
     def _view(self, **changes) -> "Database":
+        # Explicit copies: this runs once per transaction and per view.
         new = object.__new__(Database)
-        for name in _SLOTS:
-            setattr(new, name, getattr(self, name))
+        new.db_id = self.db_id
+        new.name = self.name
+        new.segs = self.segs
+        new.roots = self.roots
+        new.index_basis_t = self.index_basis_t
+        new.memindex = self.memindex
+        new.basis_t = self.basis_t
+        new.next_n = self.next_n
+        new.schema = self.schema
+        new.as_of_t = self.as_of_t
+        new.since_t = self.since_t
+        new.history_mode = self.history_mode
+        new.pred = self.pred
+        new.tx_instant = self.tx_instant
         for name, value in changes.items():
             setattr(new, name, value)
         if "roots" in changes:
@@ -353,9 +366,7 @@ class Database:
             if done is not None:  # like transact: the same tx_id never applies twice
                 return _report_for_existing(self.segs.storage, base, done, tx_id)
         r = prepare(base, tx_data, tx_uuid=tx_id)
-        tx = t_to_tx(r.t)
-        return TxReport(self, r.db_after, [Datom(e, a, v, tx, added) for e, a, v, added in r.datoms],
-                        r.tempids, r.t, r.tx_uuid)
+        return TxReport(self, r.db_after, r.datoms, r.tempids, r.t, r.tx_uuid)
 
     def apply(self, datoms, t: int, next_n: int, tx_instant=None):
         """A new value with ``datoms`` (``(e, a, v, added)``, stored form) added at ``t``.
@@ -363,26 +374,14 @@ class Database:
         The caller (the transaction layer) has already applied Datomic's semantics.
         Returns ``(new_db, eavt_keys, flags)``; keys and flags make the log record.
         """
-        tx = t_to_tx(t)
         schema = self.schema
-        eavt, aevt, avet, vaet, flags = [], [], [], [], []
-        touches_schema = False
-        for e, a, v, added in datoms:
-            at = schema.attrs.get(a)
-            if at is None:
-                raise NotAnEntityError(f"attribute id {a} is not installed", data={"attribute": a})
-            k = encode_key(INDEX_EAVT, e, a, at.vtype, v, tx, added)
-            f = (FLAG_AVET if at.indexed else 0) | (FLAG_VAET if at.vtype == TYPE_REF else 0)
-            ak, avk, vak = derive_keys(k, f)
-            eavt.append(k)
-            aevt.append(ak)
-            if avk is not None:
-                avet.append(avk)
-            if vak is not None:
-                vaet.append(vak)
-            flags.append(f)
-            if a in SCHEMA_ATTRS:
-                touches_schema = True
+        try:
+            eavt, aevt, avet, vaet, flags, touches_schema = encode_tx(
+                datoms if type(datoms) is list else list(datoms), schema.vtypes,
+                schema.index_flags, SCHEMA_ATTRS, t_to_tx(t))
+        except KeyError as e:
+            raise NotAnEntityError(f"attribute id {e.args[0]} is not installed",
+                                   data={"attribute": e.args[0]}) from None
         new = self._view(memindex=self.memindex.add((eavt, aevt, avet, vaet)),
                          basis_t=t, next_n=next_n, as_of_t=None, since_t=None,
                          history_mode=False, pred=None, tx_instant=tx_instant)
@@ -420,7 +419,6 @@ class Database:
         return f"#db {{:name {self.name!r} :basis-t {self.basis_t}{extra}}}"
 
 
-_SLOTS = Database.__slots__
 _SCHEMA_ATTR_PREFIXES = frozenset(encode_id(a) for a in SCHEMA_ATTRS)
 
 

@@ -9,21 +9,13 @@ every older database value keeps reading exactly what it saw.
 from __future__ import annotations
 
 from fastdatomic._core.codec import INDEX_EAVT, INDEX_AEVT, INDEX_AVET, INDEX_VAET
-from fastdatomic._core.segment import KeyBlock, merge_blocks
+from fastdatomic._core.segment import KeyBlock, merge_blocks, push_run
 from fastdatomic._core.scan import keys_after_tx
 
 __all__ = ["MemoryIndex", "INDEXES"]
 
 INDEXES = (INDEX_EAVT, INDEX_AEVT, INDEX_AVET, INDEX_VAET)
 _EMPTY_RUNS = ((), (), (), ())
-
-
-def _push(runs: tuple, block: KeyBlock) -> tuple:
-    # Merge while the previous run is not much larger: keeps the run count logarithmic.
-    runs = runs + (block,)
-    while len(runs) >= 2 and len(runs[-2]) <= 2 * len(runs[-1]):
-        runs = runs[:-2] + (merge_blocks(runs[-2], runs[-1]),)
-    return runs
 
 
 class MemoryIndex:
@@ -54,9 +46,8 @@ class MemoryIndex:
         nbytes = self.nbytes
         for i, keys in enumerate(keys_by_index):
             if keys:
-                block = KeyBlock.from_keys(keys)
-                runs[i] = _push(runs[i], block)
-                nbytes += block.nbytes
+                runs[i] = push_run(runs[i], keys)
+                nbytes += sum(map(len, keys)) + 4 * len(keys)
         return MemoryIndex(tuple(runs), self.datom_count + len(keys_by_index[0]), nbytes)
 
     def merged(self, index: int) -> KeyBlock:

@@ -70,6 +70,8 @@ VALUE_TYPE_IDENTS = {
     34: (K("db.type/symbol"), TYPE_SYMBOL),
     35: (K("db.type/tuple"), TYPE_TUPLE),
 }
+_FAST_TYPE = {TYPE_STRING: str, TYPE_LONG: int, TYPE_BOOLEAN: bool, TYPE_DOUBLE: float,
+              TYPE_KEYWORD: Keyword}
 TYPE_ENTITY = {code: eid for eid, (_, code) in VALUE_TYPE_IDENTS.items()}
 TYPE_BY_IDENT = {kw: code for kw, code in VALUE_TYPE_IDENTS.values()}
 
@@ -150,7 +152,8 @@ class Attribute:
     """
 
     __slots__ = ("id", "ident", "vtype", "many", "unique", "indexed", "component",
-                 "no_history", "tuple_attrs", "tuple_type", "tuple_types", "preds", "fulltext")
+                 "no_history", "tuple_attrs", "tuple_type", "tuple_types", "preds", "fulltext",
+                 "fast_type")
 
     def __init__(self, id: int, ident: Keyword):
         self.id = id
@@ -166,6 +169,7 @@ class Attribute:
         self.tuple_types = None     # tuple of codec type codes (heterogeneous tuple)
         self.preds = ()
         self.fulltext = False
+        self.fast_type = None       # Python type already in stored form (str for strings, ...)
 
     @property
     def is_ref(self) -> bool:
@@ -182,7 +186,8 @@ class Schema:
     always what the database value's own datoms say.
     """
 
-    __slots__ = ("attrs", "by_ident", "idents", "ident_of", "composites", "no_history", "map_keys")
+    __slots__ = ("attrs", "by_ident", "idents", "ident_of", "composites", "no_history", "map_keys",
+                 "unique_ids", "vtypes", "index_flags")
 
     def __init__(self, attrs, by_ident, idents, ident_of):
         self.attrs = attrs          # id -> Attribute
@@ -193,6 +198,11 @@ class Schema:
         self.composites = tuple(a for a in attrs.values() if a.tuple_attrs)
         self.no_history = frozenset(a.id for a in attrs.values() if a.no_history)
         self.map_keys = {}          # tx-data map key -> Attribute, filled by transactions
+        self.unique_ids = frozenset(a.id for a in attrs.values() if a.unique is not None)
+        # Per attribute id: value type and the optional indexes (1 AVET, 2 VAET) its datoms join.
+        self.vtypes = {a.id: a.vtype for a in attrs.values()}
+        self.index_flags = {a.id: (1 if a.indexed else 0) | (2 if a.vtype == TYPE_REF else 0)
+                            for a in attrs.values()}
 
     @staticmethod
     def from_facts(facts) -> "Schema":
@@ -237,6 +247,7 @@ class Schema:
             if tas is not None:
                 at.tuple_attrs = tas
             at.preds = tuple(props.get(DB_ATTR_PREDS, ()))
+            at.fast_type = _FAST_TYPE.get(at.vtype)
             attrs[e] = at
             by_ident[ident] = at
         return Schema(attrs, by_ident, idents, ident_of)

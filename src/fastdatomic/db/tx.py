@@ -443,10 +443,20 @@ class _Tx:
     # --- 3./4. upsert and allocate ------------------------------------------------
 
     def resolve_all(self):
+        resolve, value, tempids = self.resolve, self.value, self.tempids
         for op in self.ops:
-            op[1] = self.resolve(op[1], op[4])
-            if op[3] is not _RETRACT_ALL:
-                op[3] = self.value(op[2], op[3], op[4])
+            e = op[1]
+            te = type(e)
+            if te is str and e in tempids:
+                op[1] = tempids[e]
+            elif te is not TempId:
+                op[1] = resolve(e, op[4])
+            v = op[3]
+            ft = op[2].fast_type
+            if ft is not None and type(v) is ft and (ft is not int or -_I64 <= v < _I64):
+                continue   # already in stored form; the codec still checks it in the key
+            if v is not _RETRACT_ALL:
+                op[3] = value(op[2], v, op[4])
         self.cas = [(self.resolve(e, f), at, None if old is None else self.value(at, old, f),
                      self.value(at, new, f), f) for e, at, old, new, f in self.cas]
         for e, at, _, new, f in self.cas:
@@ -497,31 +507,42 @@ class _Tx:
         return None if d is None else d.e
 
     def allocate(self):
-        asserted = {op[1].root() for op in self.ops if op[0] is _ADD and isinstance(op[1], TempId)}
-        for op in self.ops:
+        ops = self.ops
+        asserted = set()
+        for op in ops:
+            e = op[1]
+            if type(e) is TempId and op[0] is _ADD:
+                asserted.add(e if e.parent is None else e.root())
+        for op in ops:
             v = op[3]
-            if isinstance(v, TempId) and v.root().eid is None and v.root() not in asserted:
-                raise InvalidTxDataError(
-                    f"tempid {v.name!r} is used only as a value; it must also be the entity of an "
-                    f"assertion (in {_form(op[4])})", data={"tempid": v.name, "form": op[4]})
+            if type(v) is TempId:
+                r = v if v.parent is None else v.root()
+                if r.eid is None and r not in asserted:
+                    raise InvalidTxDataError(
+                        f"tempid {v.name!r} is used only as a value; it must also be the entity of an "
+                        f"assertion (in {_form(op[4])})", data={"tempid": v.name, "form": op[4]})
+        new_eids = self.new_eids
+
         def eid_of(x):
-            if not isinstance(x, TempId):
-                return x
-            r = x.root()
+            r = x if x.parent is None else x.root()
             if r.eid is None:
                 r.eid = entity_id(PART_USER, self.next_n)
-                self.new_eids.add(r.eid)
+                new_eids.add(r.eid)
                 self.next_n += 1
             return r.eid
-        for op in self.ops:
-            op[1] = eid_of(op[1])
-            if isinstance(op[3], TempId):
-                op[3] = eid_of(op[3])
-            elif op[2].vtype == TYPE_TUPLE and isinstance(op[3], tuple):
-                op[3] = tuple(eid_of(x) for x in op[3])
-        self.cas = [(eid_of(e), at, old, eid_of(new) if isinstance(new, TempId) else new, f)
+        for op in ops:
+            e = op[1]
+            if type(e) is TempId:
+                op[1] = e.eid if e.parent is None and e.eid is not None else eid_of(e)
+            v = op[3]
+            if type(v) is TempId:
+                op[3] = eid_of(v)
+            elif type(v) is tuple and op[2].vtype == TYPE_TUPLE:
+                op[3] = tuple(eid_of(x) if type(x) is TempId else x for x in v)
+        self.cas = [(eid_of(e) if type(e) is TempId else e, at, old,
+                     eid_of(new) if type(new) is TempId else new, f)
                     for e, at, old, new, f in self.cas]
-        self.ensures = [(eid_of(e), spec) for e, spec in self.ensures]
+        self.ensures = [(eid_of(e) if type(e) is TempId else e, spec) for e, spec in self.ensures]
         tempids = {}
         for name, t in self.tempids.items():
             tempids[name] = t.root().eid
@@ -538,16 +559,21 @@ class _Tx:
         return [d.v for d in self.db._scan(INDEX_EAVT, prefix, prefix_end(prefix))]
 
     def datoms(self):
-        adds = {}       # (e, a, v) -> (at, form)
+        adds = {}       # (e, a, hashable v) -> (at, v, form)
         retracts = {}
+        plain = _PLAIN_HASH
+        touches_tx_attrs = False
         for op, e, at, v, form in self.ops:
+            if at.id in _TX_ATTRS:
+                touches_tx_attrs = True
             if op is _ADD:
-                adds[(e, at.id, _hashable(v))] = (at, v, form)
+                adds[(e, at.id, v if type(v) in plain else _hashable(v))] = (at, v, form)
             elif v is _RETRACT_ALL:
                 for cur in self.current(e, at):
                     retracts[(e, at.id, _hashable(cur))] = (at, cur, form)
             else:
-                retracts[(e, at.id, _hashable(v))] = (at, v, form)
+                retracts[(e, at.id, v if type(v) in plain else _hashable(v))] = (at, v, form)
+        self.touches_tx_attrs = touches_tx_attrs
         # :db/cas checks see db-before.
         for e, at, old, new, form in self.cas:
             cur = self.current(e, at)
@@ -556,25 +582,28 @@ class _Tx:
                 raise CasFailedError(f":db/cas failed on {at.ident} of {e}: expected {old!r}, found {cur_v!r} "
                                      f"(in {_form(form)})", data={"entity": e, "attribute": at.ident,
                                                                    "expected": old, "current": cur_v})
+        # One pass over the assertions: conflicts, predicates, card-one, redundancy.
+        card_one = {}
+        out = []
+        new_eids = self.new_eids
+        tx_eid = self.tx_eid
         for key, (at, v, form) in adds.items():
-            if key in retracts:
-                raise DatomsConflictError(f"datom [{key[0]} {at.ident} {v!r}] is both asserted and retracted "
-                                          f"in one transaction", data={"datom": (key[0], at.ident, v)})
+            e, a, _ = key
+            if retracts and key in retracts:
+                raise DatomsConflictError(f"datom [{e} {at.ident} {v!r}] is both asserted and retracted "
+                                          f"in one transaction", data={"datom": (e, at.ident, v)})
             if at.preds:
                 self.check_preds(at, v, form)
-        # Card-one: one value per entity and attribute.
-        card_one = {}
-        for (e, a, hv), (at, v, form) in adds.items():
-            if at.many:
+            if not at.many:
+                prev = card_one.get((e, a), _NONE)
+                if prev is not _NONE:
+                    raise DatomsConflictError(
+                        f"two values for cardinality-one {at.ident} of entity {e} in one transaction: "
+                        f"{prev!r} and {v!r}", data={"entity": e, "attribute": at.ident})
+                card_one[(e, a)] = v
+            if e in new_eids or e == tx_eid:
+                out.append((e, a, v, True))   # nothing to replace or repeat on a new entity
                 continue
-            prev = card_one.get((e, a))
-            if prev is not None:
-                raise DatomsConflictError(
-                    f"two values for cardinality-one {at.ident} of entity {e} in one transaction: "
-                    f"{prev!r} and {v!r}", data={"entity": e, "attribute": at.ident})
-            card_one[(e, a)] = v
-        out = []
-        for (e, a, hv), (at, v, form) in adds.items():
             cur = self.current(e, at)
             if any(_same(c, v) for c in cur):
                 continue  # redundant: already true
@@ -605,13 +634,16 @@ class _Tx:
                                           data={"attribute": at.ident, "value": v, "pred": p})
 
     def check_unique(self, datoms):
+        unique_ids = self.schema.unique_ids
+        if not any(d[1] in unique_ids for d in datoms):
+            return
         schema = self.schema
         retracted = {(e, a, _hashable(v)) for e, a, v, added in datoms if not added}
         seen = {}
         for e, a, v, added in datoms:
-            at = schema.attrs[a]
-            if not added or at.unique is None:
+            if not added or a not in unique_ids:
                 continue
+            at = schema.attrs[a]
             key = (a, _hashable(v))
             if key in seen and seen[key] != e:
                 raise UniqueConflictError(f"{at.ident} {v!r} asserted for two entities, {seen[key]} and {e}",
@@ -662,7 +694,7 @@ class _Tx:
 
     def tx_datoms(self, datoms):
         """The transaction entity's own datoms: :db/txInstant (monotonic) and the tx UUID."""
-        for e, a, v, added in datoms:
+        for e, a, v, added in (datoms if self.touches_tx_attrs else ()):
             if (a == S.DB_TX_UUID or a == S.DB_TXINSTANT) and (e != self.tx_eid or not added):
                 # Past transactions' identity and time are facts of the log: never rewritten,
                 # and the tx uuid lives only on transaction entities (idempotent retries
@@ -672,7 +704,8 @@ class _Tx:
                     f"{self.schema.ident_of.get(a)} of a transaction cannot be {what}; it belongs to "
                     "the transaction entity that carries it", data={"entity": e, "attribute": a})
         inst_a = S.DB_TXINSTANT
-        user_inst = [v for e, a, v, added in datoms if e == self.tx_eid and a == inst_a and added]
+        mine = [d for d in datoms if d[0] == self.tx_eid] if self.touches_tx_attrs else ()
+        user_inst = [v for e, a, v, added in mine if a == inst_a and added]
         prev = self.db.tx_instant
         if user_inst:
             when = user_inst[0]
@@ -684,7 +717,7 @@ class _Tx:
             if prev is not None and when <= prev:
                 when = prev + timedelta(microseconds=1)  # monotonic even if the clock steps back
             datoms.append((self.tx_eid, inst_a, when, True))
-        user_uuid = [v for e, a, v, added in datoms if e == self.tx_eid and a == S.DB_TX_UUID and added]
+        user_uuid = [v for e, a, v, added in mine if a == S.DB_TX_UUID and added]
         if user_uuid:
             if self.tx_uuid_given and user_uuid[0] != self.tx_uuid:
                 raise InvalidTxDataError(f"transaction asserts :fastdatomic.tx/uuid {user_uuid[0]} but was "
@@ -723,6 +756,9 @@ class _Tx:
 
 
 _I64 = 1 << 63
+_NONE = object()
+_TX_ATTRS = frozenset({S.DB_TX_UUID, S.DB_TXINSTANT})
+_PLAIN_HASH = frozenset({str, int, bool, Keyword})   # hashable as they are
 # Value types whose Python type alone says the value is already in stored form.
 from fastdatomic._core.codec import TYPE_STRING, TYPE_LONG, TYPE_BOOLEAN, TYPE_DOUBLE  # noqa: E402
 _FAST_TYPES = {TYPE_STRING: str, TYPE_LONG: int, TYPE_BOOLEAN: bool, TYPE_DOUBLE: float,
