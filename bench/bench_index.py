@@ -12,7 +12,6 @@ Benchmarks (times are per datom, or per lookup):
   building all new segments (storage write not included; see bench_storage.py)
 """
 
-import os
 import random
 import time
 
@@ -22,7 +21,7 @@ from _data import big_db, warm, entity_datoms, ATTRS
 from fastdatomic._core.codec import INDEX_EAVT, encode_key
 from fastdatomic._core.segment import KeyBlock
 from fastdatomic.db.tree import merge_tree
-from fastdatomic.ids import t_to_tx, entity_id, PART_USER
+from fastdatomic.ids import t_to_tx
 
 N = 10_000_000
 NOVELTY = 1_000_000

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fastdatomic._core import codec
 from fastdatomic._core.codec import (

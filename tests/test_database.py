@@ -4,8 +4,6 @@ Datoms are written raw (the transaction semantics have their own tests), so ever
 expected result here is exactly the datoms written.
 """
 
-from datetime import datetime, timezone
-
 import pytest
 
 from fastdatomic import Keyword

@@ -17,10 +17,10 @@ def _modules():
 
 
 def _extraglobs(name):
-    if name == "fastdatomic.db.database":
+    if name in ("fastdatomic.db.database", "fastdatomic.db.report"):
         from fastdatomic.db.catalog import create_database, load_database
         from fastdatomic.storage import open_storage
-        st = open_storage("mem", name="doctest-database-globs")
+        st = open_storage("mem", name=f"doctest-globs-{name}")
         create_database(st, "people")
         return {"db": load_database(st, "people")}
     return {}

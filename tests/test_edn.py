@@ -399,6 +399,17 @@ ERRORS = [
     (r'"\400"', "octal escape"),
     (r"\abc", r"unsupported character literal '\\abc' at line 1, column 1"),
     (r"\ud800", "lone surrogate"),
+    (r"\u0x1F", r"unsupported character literal '\\u0x1F'"),
+    (r"\u+123", "unsupported character literal"),
+    (r"\u1_23", "unsupported character literal"),
+    ('#inst "\u0662\u0660\u0662\u0664"', "invalid #inst"),
+    ('#inst "2024-01-01T00:00:00+24:00"', "invalid #inst"),
+    ('#inst "2024-01-01T00:00:00+01:60"', "invalid #inst"),
+    ('#inst "2024-01-01T00:00:00+0100"', "invalid #inst"),
+    ('#inst "2024-01-01 00:00:00Z"', "invalid #inst"),
+    ('#inst "20240101T000000Z"', "invalid #inst"),
+    ('#uuid "{f81d4fae-7dec-11d0-a765-00a0c91e6bf6}"', "invalid #uuid"),
+    ('#uuid "f81d4fae7dec11d0a76500a0c91e6bf6"', "invalid #uuid"),
     ("\\ ", "a character literal needs a character after the backslash"),
     ("", "expected an EDN form, found empty input at line 1, column 1"),
     ("  ; only a comment\n", "found only whitespace and comments at line 2, column 1"),
@@ -558,6 +569,8 @@ def test_dumps_subclasses_and_errors():
         dumps([1, object()])
     with pytest.raises(ValueError, match="naive datetime"):
         dumps(datetime(2020, 1, 1))
+    with pytest.raises(ValueError, match="out of range"):
+        dumps(datetime(1, 1, 1, tzinfo=timezone(timedelta(seconds=30))))
     with pytest.raises(ValueError, match="finite"):
         dumps(Decimal("NaN"))
     with pytest.raises(ValueError, match="would not read back"):

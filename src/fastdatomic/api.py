@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 from fastdatomic.db import catalog
-from fastdatomic.errors import DatabaseNotFoundError, FastDatomicError, StorageConfigError
+from fastdatomic.errors import FastDatomicError, StorageConfigError
 from fastdatomic.storage import open_storage
 
 __all__ = ["create_database", "delete_database", "list_databases", "connect", "parse_uri"]

@@ -134,11 +134,12 @@ _RATIO_RE = re.compile(r"([+-]?[0-9]+)/([0-9]+)")
 _JSONISH_ESCAPES_RE = re.compile(r'(?:[^\\]++|\\[tnrbf"\\u])*+')
 _ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([0-7]{1,3})|(.))", re.S)
 _SURROGATE_PAIR_RE = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-_INST_RE = re.compile(
-    r"(\d{4})(?:-(\d\d)(?:-(\d\d)(?:[Tt](\d\d)(?::(\d\d)(?::(\d\d)(?:[.,](\d+))?)?)?)?)?)?"
-    r"(?:[Zz]|([+-])(\d\d):(\d\d))?")
+_INST_RE = re.compile(  # Clojure's: any prefix of the full form, then an optional offset
+    r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})(?:[Tt]([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?)?)?)?)?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))?")
 _FULL_INST_RE = re.compile(  # the usual full form, which datetime.fromisoformat reads fast
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+_HEX4_RE = re.compile(r"[0-9a-fA-F]{4}")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 _SIMPLE_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\"}
@@ -289,15 +290,11 @@ def _decode_char(tok):
     ch = _NAMED_CHARS.get(body)
     if ch is not None:
         return ch
-    if body[0] == "u" and len(body) == 5:
-        try:
-            cp = int(body[1:], 16)
-        except ValueError:
-            cp = -1
-        if body[1:].isascii() and cp >= 0:
-            if 0xD800 <= cp <= 0xDFFF:
-                raise _Bad(f"invalid character literal {tok!r}: a lone surrogate")
-            return chr(cp)
+    if body[0] == "u" and len(body) == 5 and _HEX4_RE.fullmatch(body, 1):
+        cp = int(body[1:], 16)
+        if 0xD800 <= cp <= 0xDFFF:
+            raise _Bad(f"invalid character literal {tok!r}: a lone surrogate")
+        return chr(cp)
     if body[0] == "o" and 2 <= len(body) <= 4 and all(c in "01234567" for c in body[1:]):
         cp = int(body[1:], 8)
         if cp <= 0o377:
@@ -438,7 +435,9 @@ def _fast(text, fast_tags, single):
     cget = _CACHE.get
     miss = _MISS
     floatmatch = _FLOAT_RE.fullmatch
-    stack = []  # parent list, opcode of its opener, parent list, opcode, ...
+    op, string, close_vec, close_brace, close_list = _Op, _STR, _CLOSE_VEC, _CLOSE_BRACE, _CLOSE_LIST
+    open_vec, open_map, open_list = _OPEN_VEC, _OPEN_MAP, _OPEN_LIST
+    stack = []  # parent list, opener's opcode, parent list, opener's opcode, ...
     push = stack.append
     pop = stack.pop
     limit = 2 * MAX_DEPTH
@@ -446,10 +445,9 @@ def _fast(text, fast_tags, single):
     append = cur.append
     nextlit = iter(lits).__next__
     it = iter(code.split())
-    op = _Op
     for tok in it:
         v = cget(tok, miss)
-        if v.__class__ is not op:
+        if type(v) is not op:
             if v is not miss:
                 append(v)  # keyword, symbol, nil, true, false, small int
             elif tok.isdigit():
@@ -468,45 +466,51 @@ def _fast(text, fast_tags, single):
                 append(v)
             else:
                 append(_atom(tok))  # raises _Bad on a bad token
-        elif v == 0:  # a string or character cut out of the code
+        elif v is string:  # a string or character cut out of the code
             append(nextlit())
-        elif v < 5:  # opening bracket
-            if len(stack) >= limit:
+        elif v is close_vec:
+            if not stack or pop() is not open_vec:
                 return _BAIL
-            push(cur)
-            push(v)
-            cur = []
+            x = cur
+            cur = pop()
             append = cur.append
-        else:  # closing bracket
+            append(x)
+        elif v is close_brace:
             if not stack:
                 return _BAIL
             k = pop()
             x = cur
             cur = pop()
             append = cur.append
-            if v == 5:
-                if k != 1:
+            n = len(x)
+            if k is open_map:
+                if n & 1:
                     return _BAIL
-            elif v == 6:
-                n = len(x)
-                if k == 2:
-                    if n & 1:
-                        return _BAIL
-                    pairs = iter(x)
-                    x = dict(zip(pairs, pairs))  # TypeError (unhashable key): the reader freezes it
-                    if len(x) * 2 != n:
-                        return _BAIL
-                elif k == 4:
-                    x = frozenset(x)
-                    if len(x) != n:
-                        return _BAIL
-                else:
+                pairs = iter(x)
+                x = dict(zip(pairs, pairs))  # TypeError (unhashable key): the reader freezes it
+                if len(x) * 2 != n:
                     return _BAIL
-            elif k != 3:
+            elif k is open_vec or k is open_list:
                 return _BAIL
             else:
-                x = Form(x)
+                x = frozenset(x)
+                if len(x) != n:
+                    return _BAIL
             append(x)
+        elif v is close_list:
+            if not stack or pop() is not open_list:
+                return _BAIL
+            x = Form(cur)
+            cur = pop()
+            append = cur.append
+            append(x)
+        else:  # an opening bracket
+            if len(stack) >= limit:
+                return _BAIL
+            push(cur)
+            push(v)
+            cur = []
+            append = cur.append
     if stack:
         return _BAIL
     if single:
@@ -971,8 +975,11 @@ def _dump_datetime(x):
     if off is None:
         raise ValueError(f"cannot write naive datetime {x!r} as #inst: give it a time zone "
                          f"(e.g. tzinfo=timezone.utc)")
-    if off % timedelta(minutes=1):
-        x = x.astimezone(timezone.utc)
+    if off % timedelta(minutes=1):  # RFC 3339 offsets are whole minutes: write it in UTC
+        try:
+            x = x.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise ValueError(f"cannot write {x!r} as #inst: out of range in UTC") from None
         off = timedelta(0)
     s = x.isoformat(timespec="microseconds" if x.microsecond else "milliseconds")
     if not off:

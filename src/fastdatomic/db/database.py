@@ -21,9 +21,8 @@ from fastdatomic._core.codec import (
     INDEX_EAVT, INDEX_AEVT, INDEX_AVET, INDEX_VAET, TYPE_REF, TYPE_KEYWORD,
     encode_id, encode_value, encode_key,
 )
-from fastdatomic._core.logrec import FLAG_AVET, FLAG_VAET, derive_keys, encode_tx
+from fastdatomic._core.logrec import derive_keys, encode_tx
 from fastdatomic._core.scan import Scan, MODE_CURRENT, MODE_HISTORY
-from fastdatomic.db.memindex import MemoryIndex
 from fastdatomic.db.schema import Schema, SCHEMA_ATTRS, Attribute, DB_IDENT
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.db.tree import TreeCursor, tree_count
@@ -353,18 +352,16 @@ class Database:
 
         Returns a ``TxReport`` whose ``db_after`` can take further ``with_`` calls.
         """
-        from fastdatomic.db.tx import prepare
-        from fastdatomic.connection import TxReport
-        from fastdatomic._core.datom import Datom
+        from fastdatomic.db.tx import prepare          # tx and report build on this module
+        from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
         if isinstance(tx_data, str):
-            from fastdatomic import edn
-            tx_data = edn.loads(tx_data)
+            from fastdatomic.edn import loads
+            tx_data = loads(tx_data)
         base = self._view(as_of_t=None, since_t=None, history_mode=False, pred=None)
         if tx_id is not None:
-            from fastdatomic.connection import _lookup_tx, _report_for_existing
-            done = _lookup_tx(base, tx_id)
+            done = lookup_tx(base, tx_id)
             if done is not None:  # like transact: the same tx_id never applies twice
-                return _report_for_existing(self.segs.storage, base, done, tx_id)
+                return report_for_existing(self.segs.storage, base, done, tx_id)
         r = prepare(base, tx_data, tx_uuid=tx_id)
         return TxReport(self, r.db_after, r.datoms, r.tempids, r.t, r.tx_uuid)
 

@@ -25,7 +25,7 @@ import uuid as uuid_mod
 from datetime import datetime, timedelta, timezone
 
 from fastdatomic._core.codec import (
-    INDEX_AVET, INDEX_EAVT, INDEX_AEVT, TYPE_REF, TYPE_TUPLE, TYPE_KEYWORD,
+    INDEX_AVET, INDEX_EAVT, TYPE_REF, TYPE_TUPLE, TYPE_KEYWORD,
     encode_id, encode_value, decode_value,
 )
 from fastdatomic.db.database import Database, prefix_end

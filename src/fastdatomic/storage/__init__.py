@@ -39,7 +39,7 @@ from __future__ import annotations
 import abc
 from typing import Iterable, Iterator
 
-from fastdatomic.errors import StorageArgumentError, StorageConfigError, StorageUnavailableError
+from fastdatomic.errors import StorageArgumentError, StorageConfigError
 
 __all__ = [
     "Storage", "open_storage", "forget_mem_storage", "SUPPORTED_PROTOCOLS",
