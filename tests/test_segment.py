@@ -103,3 +103,15 @@ def test_truncated_leaf_is_reported():
 def test_from_sorted_rejects_unsorted():
     with pytest.raises(ValueError, match="ascending"):
         KeyBlock.from_sorted([b"b", b"a"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=12), min_size=200, max_size=600),
+       st.lists(st.binary(max_size=12), max_size=10), st.booleans())
+def test_galloping_merge_of_few_into_many(big, few, overlap):
+    # Few novelty keys into a big leaf take the galloping path (one memcpy per run).
+    if overlap:
+        few = few + big[: len(few)]
+    ka, kb = KeyBlock.from_keys(big), KeyBlock.from_keys(few)
+    assert merge_blocks(ka, kb).keys() == sorted(set(big) | set(few))
+    assert merge_blocks(kb, ka).keys() == sorted(set(big) | set(few))

@@ -19,7 +19,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from libc.string cimport memcmp
 from libc.stdint cimport uint32_t, int64_t, uint64_t
 
-from fastdatomic._core.segment cimport KeyBlock, cmp_bytes, lower_bound
+from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, lower_bound, upper_bound
 from fastdatomic._core.datom cimport Datom
 from fastdatomic._core.codec cimport decode_key_ptr, key_tx
 from fastdatomic._core.segment cimport make_block
@@ -29,6 +29,61 @@ MODE_CURRENT = 0
 MODE_HISTORY = 1
 
 DEF MAX_SOURCES = 96
+
+
+cdef class TreeCursor:
+    """Walks the leaves of an index tree in key order, from the leaf holding ``start``.
+
+    ``segs`` is the segment store (``.dir(id)``, ``.leaf(id)``); the scan pulls leaves with
+    ``next_leaf()``. Lives here, in C, because every point lookup builds one.
+    """
+
+    cdef object dir_of
+    cdef object leaf_of
+    cdef list nodes      # DirNode per level, root first
+    cdef list nexts      # next child index per level
+
+    def __init__(self, segs, bytes root_id, bytes start):
+        cdef DirNode node = segs.dir(root_id)
+        cdef const unsigned char* sp = <const unsigned char*>PyBytes_AS_STRING(start)
+        cdef Py_ssize_t sn = PyBytes_GET_SIZE(start), i
+        self.dir_of = segs.dir
+        self.leaf_of = segs.leaf
+        self.nodes = []
+        self.nexts = []
+        while True:
+            i = upper_bound(node.keys.base, node.keys.offs, 0, node.keys.n, sp, sn) - 1
+            if i < 0:
+                i = 0
+            self.nodes.append(node)
+            if node.level == 1:
+                self.nexts.append(i)
+                return
+            self.nexts.append(i + 1)
+            node = self.dir_of(_child_id(node, i))
+
+    def next_leaf(self):
+        """The next leaf ``KeyBlock`` in key order, or ``None`` past the last."""
+        cdef DirNode node
+        cdef Py_ssize_t i, top
+        while self.nodes:
+            top = len(self.nodes) - 1
+            node = <DirNode>self.nodes[top]
+            i = self.nexts[top]
+            if i < node.keys.n:
+                self.nexts[top] = i + 1
+                if node.level == 1:
+                    return self.leaf_of(_child_id(node, i))
+                self.nodes.append(self.dir_of(_child_id(node, i)))
+                self.nexts.append(0)
+            else:
+                del self.nodes[top]
+                del self.nexts[top]
+        return None
+
+
+cdef inline bytes _child_id(DirNode node, Py_ssize_t i):
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(node._ids) + i * 16, 16)
 
 
 cdef inline bint same_group(const unsigned char* a, Py_ssize_t na,

@@ -168,8 +168,10 @@ cdef class KeyBlock:
 
     @property
     def nbytes(self):
-        """Memory held by the block (key bytes plus offsets)."""
-        return PyBytes_GET_SIZE(self._data) + PyBytes_GET_SIZE(self._offs)
+        """Bytes of this block's keys plus offsets (a view counts only its own part)."""
+        if self.n == 0:
+            return 4
+        return (self.offs[self.n] - self.offs[0]) + (self.n + 1) * 4
 
     def lower_bound(self, bytes k, Py_ssize_t lo=0, Py_ssize_t hi=-1):
         """First position in ``[lo, hi)`` whose key is ``>= k``."""
@@ -193,7 +195,7 @@ cdef class KeyBlock:
         return (KeyBlock.from_sorted, (self.keys(),))
 
     def __repr__(self):
-        return f"<KeyBlock n={self.n} bytes={PyBytes_GET_SIZE(self._data)}>"
+        return f"<KeyBlock n={self.n} bytes={(self.offs[self.n] - self.offs[0]) if self.n else 0}>"
 
 
 cpdef KeyBlock slice_block(KeyBlock kb, Py_ssize_t i, Py_ssize_t j):
@@ -251,10 +253,31 @@ cpdef KeyBlock merge_blocks(KeyBlock a, KeyBlock b,
     cdef const unsigned char* bb = b.base
     cdef const uint32_t* ao = a.offs
     cdef const uint32_t* bo = b.offs
-    cdef Py_ssize_t i = alo, j = blo, n = 0, ln
-    cdef uint32_t pos = 0
+    cdef Py_ssize_t i = alo, j = blo, n = 0, ln, stop, x
+    cdef uint32_t pos = 0, src0
     cdef int c
     with nogil:
+        if nb * 16 < na:
+            # Galloping: few novelty keys into a big leaf. Copy each run of `a` keys before
+            # the next `b` key with one memcpy and rebase its offsets.
+            while j < bhi:
+                stop = lower_bound(ab, ao, i, ahi, bb + bo[j], bo[j + 1] - bo[j])
+                if stop > i:
+                    src0 = ao[i]
+                    memcpy(d + pos, ab + src0, ao[stop] - src0)
+                    for x in range(i, stop):
+                        o[n] = pos + (ao[x] - src0)
+                        n += 1
+                    pos += ao[stop] - src0
+                    i = stop
+                if i < ahi and cmp_bytes(ab + ao[i], ao[i + 1] - ao[i], bb + bo[j], bo[j + 1] - bo[j]) == 0:
+                    i += 1   # the same key in both: keep one
+                ln = bo[j + 1] - bo[j]
+                o[n] = pos
+                memcpy(d + pos, bb + bo[j], ln)
+                pos += <uint32_t>ln
+                n += 1
+                j += 1
         while i < ahi and j < bhi:
             c = cmp_bytes(ab + ao[i], ao[i + 1] - ao[i], bb + bo[j], bo[j + 1] - bo[j])
             o[n] = pos
@@ -291,8 +314,23 @@ cpdef KeyBlock merge_blocks(KeyBlock a, KeyBlock b,
     return make_block(data, offs, n)
 
 
+cdef KeyBlock view_block(KeyBlock kb, Py_ssize_t i, Py_ssize_t j):
+    # Keys [i, j) without copying: offsets are absolute positions in the shared buffer,
+    # so a view is the parent's buffers with its offset pointer moved to i.
+    cdef KeyBlock v = KeyBlock.__new__(KeyBlock)
+    v._data = kb._data
+    v._offs = kb._offs
+    v.base = kb.base
+    v.offs = kb.offs + i
+    v.n = j - i
+    return v
+
+
 def split_block(KeyBlock kb, Py_ssize_t max_n):
     """Cut a block into near-equal consecutive blocks of at most ``max_n`` keys.
+
+    The parts are zero-copy views sharing ``kb``'s buffers (the indexing job splits every
+    overfull leaf, so a copy here would double its memory traffic).
 
     >>> [len(b) for b in split_block(KeyBlock.from_keys([bytes([i]) for i in range(10)]), 4)]
     [4, 3, 3]
@@ -304,7 +342,7 @@ def split_block(KeyBlock kb, Py_ssize_t max_n):
     out = []
     for p in range(parts):
         size = base + (1 if p < extra else 0)
-        out.append(slice_block(kb, start, start + size))
+        out.append(view_block(kb, start, start + size))
         start += size
     return out
 
@@ -313,7 +351,15 @@ def split_block(KeyBlock kb, Py_ssize_t max_n):
 
 cdef inline Py_ssize_t shared_prefix(const unsigned char* a, Py_ssize_t na,
                                      const unsigned char* b, Py_ssize_t nb) noexcept nogil:
+    # 8 bytes at a time first: neighbouring keys usually share 16+ bytes (e and a).
     cdef Py_ssize_t m = na if na < nb else nb, i = 0
+    cdef uint64_t wa, wb
+    while i + 8 <= m:
+        memcpy(&wa, a + i, 8)
+        memcpy(&wb, b + i, 8)
+        if wa != wb:
+            break
+        i += 8
     while i < m and a[i] == b[i]:
         i += 1
     return i
@@ -344,7 +390,7 @@ def encode_leaf(KeyBlock kb):
     >>> encode_leaf(KeyBlock.from_keys([b"ab", b"ac"]))[:2]
     b'L\\x01'
     """
-    cdef Py_ssize_t bound = 6 + kb.n * 20 + (kb.offs[kb.n] if kb.n else 0), w
+    cdef Py_ssize_t bound = 6 + kb.n * 20 + ((kb.offs[kb.n] - kb.offs[0]) if kb.n else 0), w
     cdef unsigned char* buf = <unsigned char*>malloc(bound)
     if buf == NULL:
         raise MemoryError()

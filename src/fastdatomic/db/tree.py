@@ -13,44 +13,9 @@ from fastdatomic._core.segment import (
     decode_dir,
 )
 from fastdatomic.db.segments import SegmentStore, new_segment_id
+from fastdatomic._core.scan import TreeCursor  # the leaf walker lives in C (hot on lookups)
 
 __all__ = ["TreeCursor", "merge_tree", "tree_count"]
-
-
-class TreeCursor:
-    """Walks the leaves of a tree in key order, starting at the leaf that holds ``start``.
-
-    The scan kernel pulls leaves with ``next_leaf()``.
-    """
-
-    __slots__ = ("segs", "stack")
-
-    def __init__(self, segs: SegmentStore, root_id: bytes, start: bytes):
-        self.segs = segs
-        self.stack = []
-        node = segs.dir(root_id)
-        while True:
-            i = node.child_for(start)
-            if node.level == 1:
-                self.stack.append([node, i])
-                break
-            self.stack.append([node, i + 1])
-            node = segs.dir(node.child_id(i))
-
-    def next_leaf(self):
-        """The next leaf ``KeyBlock`` in key order, or ``None`` past the last."""
-        stack = self.stack
-        while stack:
-            top = stack[-1]
-            node, i = top
-            if i < len(node):
-                top[1] = i + 1
-                if node.level == 1:
-                    return self.segs.leaf(node.child_id(i))
-                stack.append([self.segs.dir(node.child_id(i)), 0])
-            else:
-                stack.pop()
-        return None
 
 
 def tree_count(segs: SegmentStore, root_id: bytes | None) -> int:
