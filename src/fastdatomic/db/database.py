@@ -59,6 +59,13 @@ def index_code(index) -> int:
     return code
 
 
+# The usual ways to name an index, resolved without parsing (datoms() is a hot path).
+_INDEX_FAST = {}
+for _name, _code in _INDEX_BY_NAME.items():
+    _INDEX_FAST[_name] = _INDEX_FAST[":" + _name] = _INDEX_FAST[Keyword(_name)] = _code
+    _INDEX_FAST[_name.upper()] = _code
+
+
 def prefix_end(prefix: bytes) -> bytes | None:
     """The smallest key greater than every key starting with ``prefix`` (None: no bound).
 
@@ -272,6 +279,11 @@ class Database:
                     yield d
 
     def _prefix(self, index: int, components) -> bytes:
+        if index == INDEX_EAVT and len(components) == 2 and type(components[0]) is int:
+            # [e a]: the point-lookup shape, resolved without the general loop.
+            at = self.schema.attr(_as_ident(components[1]))
+            if at is not None:
+                return encode_id(components[0]) + encode_id(at.id)
         order = _ORDER[index]
         if len(components) > 4:
             raise InvalidIndexError(f"at most 4 components for an index, got {len(components)}")
@@ -305,7 +317,8 @@ class Database:
         >>> [d.v for d in db.datoms("eavt", 10, ":db/ident")]
         [Keyword('db/ident')]
         """
-        index = index_code(index)
+        code = _INDEX_FAST.get(index) if type(index) is not int else index
+        index = code if code is not None and code in _ORDER else index_code(index)
         prefix = self._prefix(index, components)
         return self._scan(index, prefix, prefix_end(prefix))
 
