@@ -656,16 +656,18 @@ cdef class DirNode:
 
 
 def push_run(tuple runs, list keys):
-    """``runs`` with a new sorted run made of ``keys`` appended, merging while the previous
-    run is at most twice as long (keeps the number of runs logarithmic).
+    """``(runs, nbytes)``: ``runs`` with a new sorted run made of ``keys`` appended, merging
+    while the previous run is at most twice as long (keeps the number of runs logarithmic);
+    ``nbytes`` is the new run's size.
 
-    >>> r = push_run((), [b"b", b"a"]); r = push_run(r, [b"c"])
-    >>> [x.keys() for x in r]
-    [[b'a', b'b', b'c']]
+    >>> r, _ = push_run((), [b"b", b"a"]); r, n = push_run(r, [b"c"])
+    >>> [x.keys() for x in r], n
+    ([[b'a', b'b', b'c']], 9)
     """
     cdef KeyBlock block = KeyBlock.from_keys(keys)
     cdef list out = list(runs)
     cdef Py_ssize_t n
+    cdef object nbytes = block.nbytes
     out.append(block)
     # Explicit indices: this module is compiled with wraparound=False.
     n = len(out)
@@ -674,4 +676,4 @@ def push_run(tuple runs, list keys):
         del out[n - 2:n]
         out.append(block)
         n = len(out)
-    return tuple(out)
+    return tuple(out), nbytes

@@ -46,8 +46,8 @@ class MemoryIndex:
         nbytes = self.nbytes
         for i, keys in enumerate(keys_by_index):
             if keys:
-                runs[i] = push_run(runs[i], keys)
-                nbytes += sum(map(len, keys)) + 4 * len(keys)
+                runs[i], added = push_run(runs[i], keys)
+                nbytes += added
         return MemoryIndex(tuple(runs), self.datom_count + len(keys_by_index[0]), nbytes)
 
     def merged(self, index: int) -> KeyBlock:

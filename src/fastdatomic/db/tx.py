@@ -509,11 +509,14 @@ class _Tx:
     def allocate(self):
         ops = self.ops
         asserted = set()
+        value_tempids = False
         for op in ops:
             e = op[1]
             if type(e) is TempId and op[0] is _ADD:
                 asserted.add(e if e.parent is None else e.root())
-        for op in ops:
+            if type(op[3]) is TempId:
+                value_tempids = True
+        for op in (ops if value_tempids else ()):
             v = op[3]
             if type(v) is TempId:
                 r = v if v.parent is None else v.root()
@@ -530,15 +533,20 @@ class _Tx:
                 new_eids.add(r.eid)
                 self.next_n += 1
             return r.eid
+        all_new = True   # only assertions, all on entities this transaction creates
+        tx_eid = self.tx_eid
         for op in ops:
             e = op[1]
             if type(e) is TempId:
-                op[1] = e.eid if e.parent is None and e.eid is not None else eid_of(e)
+                op[1] = e = e.eid if e.parent is None and e.eid is not None else eid_of(e)
+            if all_new and (op[0] is not _ADD or (e not in new_eids and e != tx_eid)):
+                all_new = False
             v = op[3]
             if type(v) is TempId:
                 op[3] = eid_of(v)
             elif type(v) is tuple and op[2].vtype == TYPE_TUPLE:
                 op[3] = tuple(eid_of(x) if type(x) is TempId else x for x in v)
+        self.all_new = all_new and not self.cas
         self.cas = [(eid_of(e) if type(e) is TempId else e, at, old,
                      eid_of(new) if type(new) is TempId else new, f)
                     for e, at, old, new, f in self.cas]
@@ -559,6 +567,8 @@ class _Tx:
         return [d.v for d in self.db._scan(INDEX_EAVT, prefix, prefix_end(prefix))]
 
     def datoms(self):
+        if self.all_new:
+            return self.datoms_of_new_entities()
         adds = {}       # (e, a, hashable v) -> (at, v, form)
         retracts = {}
         plain = _PLAIN_HASH
@@ -617,6 +627,45 @@ class _Tx:
                 out.append((e, a, v, False))
         out.extend(self.composite_tuples(out))
         self.check_unique(out)   # after composites: unique composite tuples are checked too
+        return out
+
+    def datoms_of_new_entities(self):
+        """``datoms()`` when every operation asserts on an entity this transaction creates:
+        nothing to replace, repeat or retract, so one pass checks conflicts (the bulk-load path)."""
+        out = []
+        card = {}
+        seen = set()
+        plain = _PLAIN_HASH
+        unique_ids = self.schema.unique_ids
+        touches = maybe_unique = False
+        for op, e, at, v, form in self.ops:
+            a = at.id
+            if at.many:
+                k = (e, a, v if type(v) in plain else _hashable(v))
+                if k in seen:
+                    continue
+                seen.add(k)
+            else:
+                k = (e, a)
+                prev = card.get(k, _NONE)
+                if prev is not _NONE:
+                    if _same(prev, v):
+                        continue
+                    raise DatomsConflictError(
+                        f"two values for cardinality-one {at.ident} of entity {e} in one transaction: "
+                        f"{prev!r} and {v!r}", data={"entity": e, "attribute": at.ident})
+                card[k] = v
+            if at.preds:
+                self.check_preds(at, v, form)
+            if a in unique_ids:
+                maybe_unique = True
+            if a in _TX_ATTRS:
+                touches = True
+            out.append((e, a, v, True))
+        self.touches_tx_attrs = touches
+        out.extend(self.composite_tuples(out))
+        if maybe_unique or self.schema.composites:
+            self.check_unique(out)
         return out
 
     def check_preds(self, at, v, form):
