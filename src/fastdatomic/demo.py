@@ -1,7 +1,8 @@
-"""A small end-to-end demo over LMDB dev storage: create a database, write, index, read.
+"""A small end-to-end demo over LMDB dev storage: create a database, transact, index, read.
 
 Run it with ``tools/run`` (or ``python -m fastdatomic.demo --data-dir ./data``). Each run
-adds a transaction, so the printed basis t and history grow from run to run.
+adds a transaction, so the printed basis t and history grow from run to run. Until the
+transactor process exists, the demo is its own single writer over the LMDB environment.
 """
 
 from __future__ import annotations
@@ -9,25 +10,24 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from datetime import datetime, timezone
 
 from fastdatomic.db.catalog import DatabaseWriter, create_database, load_database
-from fastdatomic.db.schema import TYPE_ENTITY, CARD_ONE, UNIQUE_IDENTITY
-from fastdatomic._core.codec import TYPE_STRING, TYPE_LONG
-from fastdatomic.ids import entity_id, t_to_tx, PART_DB, PART_USER
+from fastdatomic.db.tx import prepare
+from fastdatomic.edn import loads
 from fastdatomic.storage import open_storage
-from fastdatomic.types import Keyword
+
+SCHEMA = """[{:db/ident :person/name   :db/valueType :db.type/string
+              :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+             {:db/ident :person/visits :db/valueType :db.type/long
+              :db/cardinality :db.cardinality/one}]"""
 
 
-def _tx(w: DatabaseWriter, build):
-    # One raw transaction: t and new entity numbers share one counter, as in Datomic.
-    db = w.db
-    t = db.next_n
-    fresh = iter(range(t + 1, t + 10_000))
-    datoms = build(db, fresh)
-    datoms.append((t_to_tx(t), db.entid(":db/txInstant"), datetime.now(timezone.utc), True))
-    used = max([d[0] & ((1 << 42) - 1) for d in datoms if d[0] >> 42 != 3] + [t])
-    return w.commit(datoms, t, used + 1)
+def _transact(w: DatabaseWriter, tx_data):
+    # What a connection does: Datomic's rules against the latest value, then one
+    # fenced, durable storage commit (fsync'd by LMDB before this returns).
+    result = prepare(w.db, loads(tx_data) if isinstance(tx_data, str) else tx_data)
+    w.commit_prepared([result])
+    return result
 
 
 def main(argv=None):
@@ -49,36 +49,19 @@ def main(argv=None):
     say(f"storage: LMDB at {os.path.abspath(args.data_dir)}; database {args.db!r} "
         f"{'created' if created else 'exists'}")
     w = DatabaseWriter(storage, args.db)
-
     if w.db.entid(":person/name") is None:
-        def schema(db, fresh):
-            out = []
-            for ident, vtype, unique in (("person/name", TYPE_STRING, True), ("person/visits", TYPE_LONG, False)):
-                e = entity_id(PART_DB, next(fresh))
-                out += [(e, db.entid(":db/ident"), Keyword(ident), True),
-                        (e, db.entid(":db/valueType"), TYPE_ENTITY[vtype], True),
-                        (e, db.entid(":db/cardinality"), CARD_ONE, True)]
-                if unique:
-                    out.append((e, db.entid(":db/unique"), UNIQUE_IDENTITY, True))
-            return out
-        _tx(w, schema)
-        say("installed schema :person/name (unique identity) and :person/visits")
+        _transact(w, SCHEMA)
+        say("installed :person/name (unique identity) and :person/visits")
 
-    def visit(db, fresh):
-        e = db.entid([":person/name", "Ann"])
-        visits = db.attribute(":person/visits").id
-        if e is None:
-            e = entity_id(PART_USER, next(fresh))
-            return [(e, db.entid(":person/name"), "Ann", True), (e, visits, 1, True)]
-        old = next(iter(db.datoms("eavt", e, visits))).v
-        return [(e, visits, old, False), (e, visits, old + 1, True)]
-
+    ann = w.db.entid([":person/name", "Ann"])
+    visits = next(iter(w.db.datoms("eavt", ann, ":person/visits"))).v if ann else 0
     t0 = time.perf_counter()
-    db = _tx(w, visit)
-    say(f"transaction committed durably at t={db.basis_t} in {(time.perf_counter() - t0) * 1e3:.2f} ms")
-    if db.memindex.datom_count > 1000:
-        db = w.index()
-        say(f"indexing job merged novelty into durable trees at t={db.index_basis_t}")
+    # Upsert through :db.unique/identity: the first run creates Ann, later runs update her.
+    r = _transact(w, f'[{{:person/name "Ann" :person/visits {visits + 1}}}]')
+    say(f"transaction committed durably at t={r.t} in {(time.perf_counter() - t0) * 1e3:.2f} ms")
+    if w.db.memindex.datom_count > 1000:
+        w.index()
+        say(f"indexing job merged novelty into durable trees at t={w.db.index_basis_t}")
 
     db = load_database(storage, args.db)  # read back what storage holds, as a peer would
     ann = db.entid([":person/name", "Ann"])
