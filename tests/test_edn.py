@@ -321,6 +321,19 @@ def test_custom_tags():
     assert tx[0][K("db/id")] == ("tempid", K("db.part/user"), -1)
 
 
+def test_tag_handler_results_inside_sets_and_keys_are_frozen_or_rejected():
+    assert loads("#{#s [1 2]}", tags={"s": set}) == frozenset({frozenset({1, 2})})
+    assert loads("{#l [1 [2]] :v}", tags={"l": list}) == {(1, (2,)): K("v")}
+
+    class Box:
+        __hash__ = None
+
+    with pytest.raises(EdnSyntaxError, match=r"set element .* at line 1, column 3 cannot be hashed"):
+        loads("#{#b 1}", tags={"b": lambda v: Box()})
+    with pytest.raises(EdnSyntaxError, match="map key"):
+        loads("{[#b 1] 2}", tags={"b": lambda v: Box()})
+
+
 def test_tag_handlers_run_once_in_order_and_not_when_discarded():
     calls = []
 

@@ -135,10 +135,12 @@ _JSONISH_ESCAPES_RE = re.compile(r'(?:[^\\]++|\\[tnrbf"\\u])*+')
 _ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([0-7]{1,3})|(.))", re.S)
 _SURROGATE_PAIR_RE = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _INST_RE = re.compile(  # Clojure's: any prefix of the full form, then an optional offset
-    r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})(?:[Tt]([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?)?)?)?)?"
+    r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})"
+    r"(?:[Tt]([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?)?)?)?)?"
     r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))?")
 _FULL_INST_RE = re.compile(  # the usual full form, which datetime.fromisoformat reads fast
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
 _HEX4_RE = re.compile(r"[0-9a-fA-F]{4}")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -377,6 +379,10 @@ def _tag_tables(tags):
 
 
 def _describe(value):
+    """A short description of ``value`` for an error message."""
+    kind = {list: "vector", Form: "list", dict: "map", frozenset: "set", tuple: "list"}.get(type(value))
+    if kind is not None and len(value) > 8:
+        return f"a {kind} of {len(value)} items"
     try:
         text = dumps(value)
     except Exception:  # noqa: BLE001 - only for a message
@@ -615,6 +621,7 @@ class _Reader:
             if self.discarding or self.ndiscard:
                 continue  # a discarded form is only checked for syntax
             v = self.apply(kind, ppos, payload, v)
+            pos = ppos  # a tagged form starts at its (outermost) tag
         self.items.append(v)
         self.poss.append(pos)
 
@@ -689,7 +696,7 @@ class _Reader:
                       f"key {_describe(items[-1])} at {self.at(poss[-1])} has no value", start)
         out = {}
         for i in range(0, n, 2):
-            k = _freeze(items[i])
+            k = self.frozen(items[i], poss[i], "map key")
             if k in out:
                 self.duplicate("key", k, out, poss[i], "map", start)
             out[k] = items[i + 1]
@@ -698,11 +705,17 @@ class _Reader:
     def build_set(self, items, poss, start):
         out = set()
         for x, p in zip(items, poss):
-            x = _freeze(x)
+            x = self.frozen(x, p, "set element")
             if x in out:
                 self.duplicate("element", x, out, p, "set", start)
             out.add(x)
         return frozenset(out)
+
+    def frozen(self, x, pos, what):
+        try:
+            return _freeze(x)
+        except TypeError as e:
+            self.fail(f"{what} {_describe(x)} at {self.at(pos)} cannot be hashed ({e})", pos)
 
     def duplicate(self, what, x, seen, pos, kind, start):
         first = next(y for y in seen if y == x)
@@ -788,22 +801,20 @@ class _Reader:
 
 
 def _freeze(x):
-    """``x`` itself when hashable, else a hashable copy: lists to tuples, maps to frozensets."""
-    try:
-        hash(x)
+    """``x`` itself when hashable, else a hashable copy: lists to tuples, maps to frozensets
+    of ``(key, value)`` tuples, sets to frozensets. ``TypeError`` for anything else."""
+    if _hashable(x):
         return x
-    except TypeError:
-        pass
     # Iterative, as the nesting can be deeper than Python's recursion limit.
     stack = [(x, iter(_children(x)), [])]
     while True:
         node, it, acc = stack[-1]
         for child in it:
-            t = type(child)
-            if t is list or t is dict or ((t is tuple or t is Form) and not _hashable(child)):
+            if _hashable(child):
+                acc.append(child)
+            else:
                 stack.append((child, iter(_children(child)), []))
                 break
-            acc.append(child)
         else:
             stack.pop()
             t = type(node)
@@ -812,6 +823,8 @@ def _freeze(x):
                 frozen = frozenset(zip(pairs, pairs))
             elif t is Form:
                 frozen = Form(acc)
+            elif t is set:
+                frozen = frozenset(acc)
             else:
                 frozen = tuple(acc)
             if not stack:
@@ -820,7 +833,12 @@ def _freeze(x):
 
 
 def _children(x):
-    return chain.from_iterable(x.items()) if type(x) is dict else x
+    t = type(x)
+    if t is dict:
+        return chain.from_iterable(x.items())
+    if t is list or t is tuple or t is Form or t is set:
+        return x
+    raise TypeError(f"unhashable type: {t.__name__!r}")
 
 
 def _hashable(x):
@@ -932,13 +950,21 @@ def read_all(text, *, tags=None):
 _PRINTABLE: dict = {}  # Keyword/Symbol -> its EDN text, once checked
 
 
+def _printable(k, s, ok):
+    if not ok:
+        kind = "keyword" if type(k) is Keyword else "symbol"
+        raise ValueError(f"{kind} {s!r} cannot be written as EDN (it would not read back)")
+    if len(_PRINTABLE) >= _CACHE_LIMIT:
+        _PRINTABLE.clear()
+    _PRINTABLE[k] = s
+    return s
+
+
 def _dump_keyword(k):
     s = _PRINTABLE.get(k)
     if s is None:
         s = ":" + k.full_name
-        if not _KEYWORD_RE.fullmatch(s):
-            raise ValueError(f"keyword {s!r} cannot be written as EDN (it would not read back)")
-        _PRINTABLE[k] = s
+        s = _printable(k, s, _KEYWORD_RE.fullmatch(s))
     return s
 
 
@@ -946,9 +972,7 @@ def _dump_symbol(k):
     s = _PRINTABLE.get(k)
     if s is None:
         s = k.full_name
-        if not _SYMBOL_RE.fullmatch(s) or s in ("nil", "true", "false"):
-            raise ValueError(f"symbol {s!r} cannot be written as EDN (it would not read back)")
-        _PRINTABLE[k] = s
+        s = _printable(k, s, _SYMBOL_RE.fullmatch(s) and s not in ("nil", "true", "false"))
     return s
 
 
@@ -1004,10 +1028,10 @@ _DUMPERS = {
 
 
 def _dump_other(x):
-    """Subclasses of the supported types: (text, None) for a scalar, (opener, items, closer)."""
+    """Subclasses of the supported types: the text of a scalar, or (opener, items, closer)."""
     if isinstance(x, bool):
         return "true" if x else "false"
-    for t in (str, int, float, Decimal, Fraction, datetime, uuid.UUID):
+    for t in (str, int, float, Decimal, Fraction, datetime, uuid.UUID, URI, Keyword, Symbol):
         if isinstance(x, t):
             return _DUMPERS[t](x)
     if isinstance(x, dict):
