@@ -245,6 +245,39 @@ class Database:
                                    data={"attribute": x})
         return at
 
+    # --- pull and entities -----------------------------------------------------------
+
+    def _no_history(self, what):
+        if self.history_mode:
+            raise InvalidIndexError(f"{what} is not available on a history database "
+                                    "(it shows retractions); use db.as_of(t) instead")
+
+    def pull(self, pattern, eid):
+        """The entity ``eid`` shaped by a pull ``pattern`` (EDN text or data); ``None`` if absent.
+
+        >>> db.pull("[:db/ident :db/cardinality]", ":db/ident")[Keyword("db/ident")]
+        Keyword('db/ident')
+        """
+        from fastdatomic.db.pull import pull  # builds on this module
+        self._no_history("pull")
+        return pull(self, pattern, eid)
+
+    def pull_many(self, pattern, eids):
+        """``pull`` for each of ``eids``, in order (``None`` where an entity does not resolve)."""
+        from fastdatomic.db.pull import pull_many
+        self._no_history("pull")
+        return pull_many(self, pattern, eids)
+
+    def entity(self, eid):
+        """A lazy ``Entity`` for ``eid``: navigable both ways, ``touch()`` loads it all.
+
+        >>> db.entity(":db/ident")[":db/ident"]
+        Keyword('db/ident')
+        """
+        from fastdatomic.db.entity import entity
+        self._no_history("entity")
+        return entity(self, eid)
+
     # --- index access -------------------------------------------------------------
 
     def _scan(self, index: int, start: bytes, end, mode=None):
