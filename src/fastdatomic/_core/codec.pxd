@@ -61,18 +61,15 @@ cdef enum:
     ID_SIZE = 8
 
 
-cdef inline long long read_id(const unsigned char* p) noexcept nogil:
-    """Read an 8-byte big-endian id with the sign bit flipped (no bounds check)."""
-    cdef uint64_t u = ((<uint64_t>p[0] << 56) | (<uint64_t>p[1] << 48) |
-                       (<uint64_t>p[2] << 40) | (<uint64_t>p[3] << 32) |
-                       (<uint64_t>p[4] << 24) | (<uint64_t>p[5] << 16) |
-                       (<uint64_t>p[6] << 8) | <uint64_t>p[7])
-    return <long long>(u ^ (<uint64_t>1 << 63))
+cdef inline uint64_t get_u64(const unsigned char* p) noexcept nogil:
+    """8 bytes big-endian (no bounds check)."""
+    return ((<uint64_t>p[0] << 56) | (<uint64_t>p[1] << 48) | (<uint64_t>p[2] << 40) |
+            (<uint64_t>p[3] << 32) | (<uint64_t>p[4] << 24) | (<uint64_t>p[5] << 16) |
+            (<uint64_t>p[6] << 8) | <uint64_t>p[7])
 
 
-cdef inline void write_id(unsigned char* p, long long x) noexcept nogil:
-    """Write ``x`` as 8 bytes big-endian with the sign bit flipped (no bounds check)."""
-    cdef uint64_t u = (<uint64_t>x) ^ (<uint64_t>1 << 63)
+cdef inline void put_u64(unsigned char* p, uint64_t u) noexcept nogil:
+    """Write ``u`` as 8 bytes big-endian (no bounds check)."""
     p[0] = <unsigned char>(u >> 56)
     p[1] = <unsigned char>(u >> 48)
     p[2] = <unsigned char>(u >> 40)
@@ -81,6 +78,16 @@ cdef inline void write_id(unsigned char* p, long long x) noexcept nogil:
     p[5] = <unsigned char>(u >> 16)
     p[6] = <unsigned char>(u >> 8)
     p[7] = <unsigned char>u
+
+
+cdef inline long long read_id(const unsigned char* p) noexcept nogil:
+    """Read an 8-byte big-endian id with the sign bit flipped (no bounds check)."""
+    return <long long>(get_u64(p) ^ (<uint64_t>1 << 63))
+
+
+cdef inline void write_id(unsigned char* p, long long x) noexcept nogil:
+    """Write ``x`` as 8 bytes big-endian with the sign bit flipped (no bounds check)."""
+    put_u64(p, (<uint64_t>x) ^ (<uint64_t>1 << 63))
 
 
 cdef inline long long key_tx(const unsigned char* p, Py_ssize_t n) noexcept nogil:

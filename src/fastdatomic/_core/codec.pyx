@@ -134,23 +134,6 @@ cdef object _unknown_index(int index):
 # ---------------------------------------------------------------------------
 # encoding primitives
 
-cdef inline void _put_u64(unsigned char* p, uint64_t u) noexcept nogil:
-    p[0] = <unsigned char>(u >> 56)
-    p[1] = <unsigned char>(u >> 48)
-    p[2] = <unsigned char>(u >> 40)
-    p[3] = <unsigned char>(u >> 32)
-    p[4] = <unsigned char>(u >> 24)
-    p[5] = <unsigned char>(u >> 16)
-    p[6] = <unsigned char>(u >> 8)
-    p[7] = <unsigned char>u
-
-
-cdef inline uint64_t _get_u64(const unsigned char* p) noexcept nogil:
-    return ((<uint64_t>p[0] << 56) | (<uint64_t>p[1] << 48) | (<uint64_t>p[2] << 40) |
-            (<uint64_t>p[3] << 32) | (<uint64_t>p[4] << 24) | (<uint64_t>p[5] << 16) |
-            (<uint64_t>p[6] << 8) | <uint64_t>p[7])
-
-
 cdef inline uint64_t _double_bits(double d) noexcept nogil:
     cdef uint64_t u = 0
     if d != d:
@@ -362,7 +345,7 @@ cdef int _prep_instant(Prep* pr, object v) except -1:
     pr.mode = M_FIXED
     pr.tag = TAG_INSTANT
     pr.fixlen = 8
-    _put_u64(pr.fix, (<uint64_t>us) ^ SIGN64)
+    put_u64(pr.fix, (<uint64_t>us) ^ SIGN64)
     pr.size = 9
     return 0
 
@@ -385,7 +368,7 @@ cdef object _prep(Prep* pr, int vtype, object v):
         pr.mode = M_FIXED
         pr.tag = TAG_LONG
         pr.fixlen = 8
-        _put_u64(pr.fix, (<uint64_t>x) ^ SIGN64)
+        put_u64(pr.fix, (<uint64_t>x) ^ SIGN64)
         pr.size = 9
         return None
     if vtype == TYPE_STRING:
@@ -421,11 +404,11 @@ cdef object _prep(Prep* pr, int vtype, object v):
         if vtype == TYPE_DOUBLE:
             pr.tag = TAG_DOUBLE
             pr.fixlen = 8
-            _put_u64(pr.fix, _double_bits(d))
+            put_u64(pr.fix, _double_bits(d))
         else:
             pr.tag = TAG_FLOAT
             pr.fixlen = 4
-            _put_u64(pr.fix, (<uint64_t>_float_bits(<float>d)) << 32)
+            put_u64(pr.fix, (<uint64_t>_float_bits(<float>d)) << 32)
         pr.size = 1 + pr.fixlen
         return None
     if vtype == TYPE_INSTANT:
@@ -596,7 +579,7 @@ cdef int _buf_int(Buf* b, object v, unsigned char mask) except -1:
         b.len += 1
     else:
         b.data[b.len] = 0xFF ^ inv
-        _put_u64(b.data + b.len + 1, <uint64_t>L)
+        put_u64(b.data + b.len + 1, <uint64_t>L)
         for i in range(8):
             b.data[b.len + 1 + i] ^= inv
         b.len += 9
@@ -1030,7 +1013,7 @@ cdef object _dec(const unsigned char* b, Py_ssize_t* pos, Py_ssize_t end, int de
     if tag == TAG_DOUBLE:
         if p + 8 > end:
             raise _corrupt("truncated double", tagpos, tag)
-        u = _get_u64(b + p)
+        u = get_u64(b + p)
         u = (u ^ SIGN64) if (u & SIGN64) else ~u
         memcpy(&dv, &u, 8)
         pos[0] = p + 8
