@@ -1,6 +1,6 @@
 """The architecture's import rules, and lint, as tests (they fail when someone breaks them).
 
-Who may import whom (STYLE.md): ``_core`` <- ``storage`` <- ``db`` <- facade modules.
+Who may import whom (STYLE.md): ``_core`` <- ``storage`` <- ``db`` <- ``query`` <- facade modules.
 ``_core`` imports back only leaf modules; ``storage`` knows nothing of databases; the db
 layer never reaches up into connections or the API. ``import fastdatomic`` stays light.
 """
@@ -20,6 +20,8 @@ ALLOWED = {
     "_core": LEAVES | {"fastdatomic._core"},
     "storage": LEAVES | {"fastdatomic._core", "fastdatomic.storage"},
     "db": LEAVES | {"fastdatomic._core", "fastdatomic.storage", "fastdatomic.db", "fastdatomic.edn"},
+    "query": LEAVES | {"fastdatomic._core", "fastdatomic.storage", "fastdatomic.db", "fastdatomic.edn",
+                       "fastdatomic.query"},
 }
 
 

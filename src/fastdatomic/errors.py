@@ -221,3 +221,18 @@ class TransactTimeoutError(TransactionError, TimeoutError):
     """``transact`` gave up waiting; ``data["outcome"]`` says ``"not-committed"`` or ``"unknown"``."""
 
     kind = "db.error/transact-timeout"
+
+
+# --- Datalog queries (appended by fastdatomic.query.parser) --------------------
+
+class QueryParseError(FastDatomicError, ValueError):
+    """A Datalog query or rule set that does not parse or validate.
+
+    The message names the offending clause printed as EDN; ``data`` holds ``clause``
+    (that EDN) and, for ``:where`` clauses, ``index`` (0-based position in ``:where``).
+    """
+
+    kind = "query/parse"
+
+
+__all__ += ["QueryParseError"]

@@ -1,0 +1,1 @@
+"""Datalog queries: parsing (``parser``) into an AST (``ast``); evaluation comes later."""
