@@ -29,7 +29,11 @@ def _imports(path):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
+            if node.module == "fastdatomic":   # `from fastdatomic import edn` is fastdatomic.edn
+                for alias in node.names:
+                    yield f"fastdatomic.{alias.name}"
+            else:
+                yield node.module
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name
