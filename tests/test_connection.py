@@ -722,3 +722,25 @@ def test_many_errors_in_a_row_leave_the_writer_usable(conn):
     assert conn.db().basis_t == b
     r = conn.transact([{":p/name": "alive"}])
     assert r.db_before.basis_t == b
+
+
+def test_mem_connection_runs_the_indexing_job_past_the_threshold():
+    # Like a transactor: once novelty passes the threshold, it is merged into durable
+    # trees; every value reads the same before and after.
+    import uuid as _uuid
+    uri = f"fastdatomic:mem://indexing-{_uuid.uuid4().hex}"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn._tx.memory_index_threshold = 20_000
+    conn.transact('[{:db/ident :ix/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one}]')
+    early = None
+    for batch in range(10):
+        r = conn.transact([{":ix/n": batch * 100 + i} for i in range(100)])
+        if batch == 2:
+            early = r.db_after
+    db = conn.db()
+    assert db.index_basis_t > 0, "the indexing job never ran"
+    assert db.memindex.nbytes <= 20_000 + 50_000
+    assert sorted(d.v for d in db.datoms("aevt", ":ix/n")) == list(range(1000))
+    # An older value still reads exactly what it saw.
+    assert sorted(d.v for d in early.datoms("aevt", ":ix/n")) == list(range(300))

@@ -80,11 +80,20 @@ class Log:
             yield {"t": t, "data": [decode_key(INDEX_EAVT, k) for k in keys]}
 
 
-class _LocalTransactor:
-    """The in-process single writer of one database (the ``mem`` system's transactor)."""
+MEMORY_INDEX_THRESHOLD = 32 * 1024 * 1024   # bytes of novelty (Datomic's default 32m)
 
-    def __init__(self, storage, name):
+
+class _LocalTransactor:
+    """The in-process single writer of one database (the ``mem`` system's transactor).
+
+    Like a transactor it runs the indexing job once novelty passes
+    ``memory_index_threshold`` bytes, so reads keep merging few novelty runs and memory
+    stays bounded.
+    """
+
+    def __init__(self, storage, name, memory_index_threshold=MEMORY_INDEX_THRESHOLD):
         self.name = name
+        self.memory_index_threshold = memory_index_threshold
         self.writer = DatabaseWriter(storage, name)
         self.last_db = self.writer.db
         self.lock = threading.Lock()
@@ -116,6 +125,9 @@ class _LocalTransactor:
             report = TxReport(result.db_before, result.db_after, result.datoms,
                               result.tempids, result.t, result.tx_uuid)
             self.last_db = result.db_after
+            if result.db_after.memindex.nbytes > self.memory_index_threshold:
+                # Same datoms, now in durable trees: later values read fewer novelty runs.
+                self.last_db = self.writer.index()
             for q in tuple(self.queues):   # a snapshot: removal may happen meanwhile
                 q.offer(report)
             return report
