@@ -23,6 +23,15 @@ def _extraglobs(name):
         st = open_storage("mem", name=f"doctest-globs-{name}")
         create_database(st, "people")
         return {"db": load_database(st, "people")}
+    if name == "fastdatomic.connection":
+        import uuid
+        import fastdatomic as fd
+        uri = f"fastdatomic:mem://doctest-conn-{uuid.uuid4().hex}"
+        fd.create_database(uri)
+        conn = fd.connect(uri)
+        conn.transact('[{:db/ident :person/name :db/valueType :db.type/string '
+                      ':db/cardinality :db.cardinality/one :db/unique :db.unique/identity}]')
+        return {"conn": conn}
     return {}
 
 

@@ -32,6 +32,10 @@ class TxReportQueue(queue.Queue):
     Overflow policy: when full, the *oldest* report is dropped to make room and
     ``dropped`` counts it, so a slow consumer never blocks transactions and can tell
     that it missed reports (then read ``conn.log()`` to catch up).
+
+    >>> q = TxReportQueue(maxsize=1)
+    >>> q.offer("r1"); q.offer("r2"); q.get_nowait(), q.dropped
+    ('r2', 1)
     """
 
     def __init__(self, maxsize=10_000):
@@ -39,6 +43,7 @@ class TxReportQueue(queue.Queue):
         self.dropped = 0
 
     def offer(self, report):
+        """Enqueue ``report``, dropping (and counting) the oldest one when full."""
         while True:
             try:
                 self.put_nowait(report)
@@ -52,7 +57,14 @@ class TxReportQueue(queue.Queue):
 
 
 class TxFuture(concurrent.futures.Future):
-    """A future of a ``TxReport``: ``.result(timeout)`` blocks, ``await`` works in asyncio."""
+    """A future of a ``TxReport``: ``.result(timeout)`` blocks, ``await`` works in asyncio.
+
+    >>> import asyncio
+    >>> async def main():
+    ...     return (await conn.transact_async([{":person/name": "Awaited"}])).t > 0
+    >>> asyncio.run(main())
+    True
+    """
 
     def __await__(self):
         return asyncio.wrap_future(self).__await__()
@@ -71,7 +83,12 @@ class Log:
         self.basis_t = basis_t
 
     def tx_range(self, start=None, end=None):
-        """Transactions with ``start <= t < end`` (t or tx ids; ``None`` leaves a side open)."""
+        """Transactions with ``start <= t < end`` (t or tx ids; ``None`` leaves a side open).
+
+        >>> r = conn.transact([{":person/name": "Logged"}])
+        >>> [len(tx["data"]) for tx in conn.log().tx_range(r.t, r.t + 1)]
+        [3]
+        """
         start = tx_to_t(start) if start is not None else None
         end = tx_to_t(end) if end is not None else None
         end = self.basis_t + 1 if end is None else min(end, self.basis_t + 1)
@@ -166,7 +183,11 @@ class Connection:
         self._tx = transactor
 
     def db(self) -> Database:
-        """The latest database value, immediately (never blocks)."""
+        """The latest database value, immediately (never blocks).
+
+        >>> conn.db().basis_t >= 0
+        True
+        """
         return self._tx.last_db
 
     def transact(self, tx_data, *, tx_id=None, timeout=None) -> TxReport:
@@ -174,6 +195,13 @@ class Connection:
 
         ``tx_id`` (a ``uuid.UUID``) makes the transaction idempotent: submitting the same id
         again does not apply it twice and reports the original transaction.
+
+        >>> import uuid
+        >>> tid = uuid.uuid4()
+        >>> first = conn.transact([{":person/name": "Once"}], tx_id=tid)
+        >>> again = conn.transact([{":person/name": "Once"}], tx_id=tid)
+        >>> again.duplicate, again.t == first.t
+        (True, True)
         """
         if self._tx.pending:
             # Queued async transactions of this caller go first: keep submission order.
@@ -190,7 +218,11 @@ class Connection:
         return self._tx.transact(_tx_data(tx_data), _check_tx_id(tx_id), timeout)
 
     def transact_async(self, tx_data, *, tx_id=None) -> TxFuture:
-        """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``)."""
+        """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``).
+
+        >>> conn.transact_async([{":person/name": "Later"}]).result(5).tempids["datomic.tx"] > 0
+        True
+        """
         tx_data = _tx_data(tx_data)
         tx_id = _check_tx_id(tx_id)
         fut = TxFuture()
@@ -221,15 +253,30 @@ class Connection:
 
     def sync(self, t=None, timeout=None) -> Database:
         """A database value that includes every transaction acknowledged so far (in-process:
-        the latest value)."""
+        the latest value).
+
+        >>> r = conn.transact([{":person/name": "Synced"}]); conn.sync().basis_t >= r.t
+        True
+        """
         return self.db()
 
     def tx_outcome(self, tx_id) -> int | None:
-        """The ``t`` of the committed transaction with ``tx_id``, or ``None`` if none committed."""
+        """The ``t`` of the committed transaction with ``tx_id``, or ``None`` if none committed.
+
+        >>> import uuid
+        >>> conn.tx_outcome(uuid.uuid4()) is None
+        True
+        """
         return lookup_tx(self.sync(), tx_id)
 
     def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
-        """A new bounded queue receiving the report of every later transaction."""
+        """A new bounded queue receiving the report of every later transaction.
+
+        >>> q = conn.tx_report_queue(); r = conn.transact([{":person/name": "Queued"}])
+        >>> q.get(timeout=5).t == r.t
+        True
+        >>> conn.remove_tx_report_queue(q)
+        """
         q = TxReportQueue(maxsize)
         self._tx.queues.append(q)
         return q
@@ -240,7 +287,11 @@ class Connection:
             self._tx.queues.remove(q)
 
     def log(self) -> Log:
-        """The database's transaction log."""
+        """The database's transaction log, as a value at the current basis.
+
+        >>> conn.log().basis_t == conn.db().basis_t
+        True
+        """
         db = self.db()
         return Log(self.storage, db.db_id, db.basis_t)
 

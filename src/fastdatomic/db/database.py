@@ -165,11 +165,19 @@ class Database:
         return self._view(as_of_t=self._resolve_t(t))
 
     def since(self, t) -> "Database":
-        """Only datoms added after ``t`` (current values whose transaction is newer than ``t``)."""
+        """Only datoms added after ``t`` (current values whose transaction is newer than ``t``).
+
+        >>> list(db.since(db.basis_t).datoms("aevt", ":db/ident"))
+        []
+        """
         return self._view(since_t=self._resolve_t(t))
 
     def history(self) -> "Database":
-        """Every assertion and retraction, with its transaction (``added`` tells which)."""
+        """Every assertion and retraction, with its transaction (``added`` tells which).
+
+        >>> db.history().is_history
+        True
+        """
         return self._view(history_mode=True)
 
     def filter(self, pred) -> "Database":
@@ -208,7 +216,13 @@ class Database:
         raise TypeError(f"not an entity identifier: {x!r} (expected id, ident or lookup ref)")
 
     def entid_strict(self, x) -> int:
-        """Like ``entid`` but raises ``NotAnEntityError`` naming ``x`` when nothing matches."""
+        """Like ``entid`` but raises ``NotAnEntityError`` naming ``x`` when nothing matches.
+
+        >>> db.entid_strict(":db.part/nope")
+        Traceback (most recent call last):
+        ...
+        fastdatomic.errors.NotAnEntityError: ':db.part/nope' does not name an entity in this database
+        """
         e = self.entid(x)
         if e is None:
             raise NotAnEntityError(f"{x!r} does not name an entity in this database",
@@ -229,7 +243,11 @@ class Database:
         return None if d is None else d.e
 
     def ident(self, eid):
-        """The ``Keyword`` ident of an entity id, or ``None``."""
+        """The ``Keyword`` ident of an entity id, or ``None``.
+
+        >>> db.ident(db.entid(":db.part/user"))
+        Keyword('db.part/user')
+        """
         return self.schema.ident_of.get(eid)
 
     def attribute(self, x) -> Attribute:
@@ -263,7 +281,11 @@ class Database:
         return pull(self, pattern, eid)
 
     def pull_many(self, pattern, eids):
-        """``pull`` for each of ``eids``, in order (``None`` where an entity does not resolve)."""
+        """``pull`` for each of ``eids``, in order (``None`` where an entity does not resolve).
+
+        >>> [m[Keyword("db/ident")] for m in db.pull_many("[:db/ident]", [":db/ident", ":db/doc"])]
+        [Keyword('db/ident'), Keyword('db/doc')]
+        """
         from fastdatomic.db.pull import pull_many
         self._no_history("pull")
         return pull_many(self, pattern, eids)
@@ -380,7 +402,11 @@ class Database:
         return self._scan(INDEX_AVET, lo, hi)
 
     def count_datoms(self, index, *components) -> int:
-        """How many datoms ``datoms(index, *components)`` yields, without materialising them."""
+        """How many datoms ``datoms(index, *components)`` yields, without materialising them.
+
+        >>> db.count_datoms("eavt", ":db/ident", ":db/ident")
+        1
+        """
         it = self.datoms(index, *components)
         if isinstance(it, Scan):
             return it.count()
@@ -397,6 +423,10 @@ class Database:
         """Apply ``tx_data`` to this value only (nothing is stored): Datomic's ``with``.
 
         Returns a ``TxReport`` whose ``db_after`` can take further ``with_`` calls.
+
+        >>> r = db.with_([{":db/ident": Keyword("color/teal")}])
+        >>> r.db_after.entid(":color/teal") is not None, db.entid(":color/teal") is None
+        (True, True)
         """
         from fastdatomic.db.tx import prepare          # tx and report build on this module
         from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
