@@ -10,6 +10,8 @@ True
 >>> r = conn.transact([{":person/name": "Ann"}])
 >>> [d.v for d in conn.db().datoms("aevt", ":person/name")]
 ['Ann']
+>>> fastdatomic.q('[:find ?n . :where [?e :person/name ?n]]', conn.db())
+'Ann'
 """
 
 from fastdatomic.types import Keyword, Symbol, URI, kw, sym
@@ -18,11 +20,12 @@ from fastdatomic.errors import FastDatomicError
 from fastdatomic.api import create_database, delete_database, list_databases, connect
 from fastdatomic.db.tx import cancel, register_tx_fn, TX_TEMPID
 from fastdatomic._core.datom import Datom
+from fastdatomic.query.engine import q, query, register_query_fn
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Keyword", "Symbol", "URI", "kw", "sym", "t_to_tx", "tx_to_t", "PART_DB", "PART_TX",
     "PART_USER", "FastDatomicError", "create_database", "delete_database", "list_databases",
-    "connect", "cancel", "register_tx_fn", "TX_TEMPID", "Datom",
+    "connect", "cancel", "register_tx_fn", "TX_TEMPID", "Datom", "q", "query", "register_query_fn",
 ]

@@ -1,0 +1,1242 @@
+"""Datalog query evaluation: ``q(query, *inputs)`` and ``query({"query": ..., "args": [...]})``.
+
+Evaluation follows DataScript's relational model: the context holds relations (a tuple
+of variables plus a list of value tuples) over disjoint variable sets. Each ``:where``
+clause, in written order, produces a relation over its own variables (using what the
+context already binds to narrow index lookups); it is hash-joined with every context
+relation sharing a variable, and kept apart (a deferred product) otherwise. The find
+spec projects the final product.
+
+>>> q('[:find ?x . :in [?x ...] :where [(> ?x 2)]]', [1, 2, 3])
+3
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import operator
+import random
+import re
+import statistics
+import time
+
+from fastdatomic._core.codec import TYPE_KEYWORD
+from fastdatomic.db.database import Database
+from fastdatomic.errors import FastDatomicError
+from fastdatomic.query.ast import (
+    Variable, SrcVar, RulesVar, Placeholder, Constant, PlainSymbol, Pull, Aggregate,
+    FindRel, FindColl, FindScalar, FindTuple, BindIgnore, BindScalar, BindTuple, BindColl,
+    BindRel, Pattern, Predicate, Function, RuleExpr, Not, NotJoin, Or, OrJoin, And, free_vars,
+)
+from fastdatomic.query.parser import parse_query, parse_rules
+from fastdatomic.types import Keyword, Symbol
+
+__all__ = ["q", "query", "register_query_fn", "register_aggregate", "QueryError",
+           "QueryTimeoutError"]
+
+
+class QueryError(FastDatomicError):
+    """A query that cannot be evaluated (unknown attribute or function, bad input, ...)."""
+
+    kind = "query/error"
+
+
+class QueryTimeoutError(QueryError, TimeoutError):
+    """The query ran past its ``:timeout`` (milliseconds)."""
+
+    kind = "query/timeout"
+
+
+DOLLAR = SrcVar(Symbol("$"))
+_PLACE = Placeholder()
+_FIELDS = ("e", "a", "v", "tx", "added")
+PROBE_SMALL = 64      # always look up per value when a bound var has at most this many values
+PROBE_RATIO = 16      # else look up per value when values * ratio < datoms of the attribute
+
+
+def _err(msg, clause=None, **data):
+    if clause is not None:
+        data["clause"] = clause.to_edn()
+        msg = f"{msg} in clause {clause.to_edn()}"
+    return QueryError(msg, data=data)
+
+
+# --- relations -----------------------------------------------------------------------------
+
+class Rel:
+    __slots__ = ("vars", "rows")
+
+    def __init__(self, vars_, rows):
+        self.vars = tuple(vars_)
+        self.rows = rows
+
+    def __repr__(self):
+        return f"Rel({[str(v) for v in self.vars]}, {len(self.rows)} rows)"
+
+
+_UNIT = ((),)
+
+
+def _getter(idxs):
+    if len(idxs) == 1:
+        i = idxs[0]
+        return lambda r: (r[i],)
+    return operator.itemgetter(*idxs)
+
+
+def _project(rel, vars_):
+    """Distinct rows of ``rel`` over ``vars_`` (all in rel)."""
+    if tuple(vars_) == rel.vars:
+        return Rel(vars_, list(dict.fromkeys(rel.rows)))
+    if not vars_:
+        return Rel((), [()] if rel.rows else [])
+    g = _getter([rel.vars.index(v) for v in vars_])
+    return Rel(vars_, list(dict.fromkeys(map(g, rel.rows))))
+
+
+class Ctx:
+    """One evaluation scope: relations, sources, rules, deadline."""
+
+    __slots__ = ("rels", "sources", "rules", "deadline", "tables", "counts", "ticks")
+
+    def __init__(self, sources, rules, deadline, tables=None, counts=None):
+        self.rels = []
+        self.sources = sources
+        self.rules = rules
+        self.deadline = deadline
+        self.tables = tables
+        self.counts = {} if counts is None else counts
+        self.ticks = 0
+
+    def child(self, sources=None):
+        c = Ctx(self.sources if sources is None else sources, self.rules, self.deadline,
+                self.tables, self.counts)
+        return c
+
+    def check(self):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise QueryTimeoutError("query timed out (:timeout exceeded)")
+
+    def bound(self):
+        return {v for r in self.rels for v in r.vars}
+
+    def rel_of(self, var):
+        for r in self.rels:
+            if var in r.vars:
+                return r
+        return None
+
+    def values_of(self, var):
+        r = self.rel_of(var)
+        i = r.vars.index(var)
+        return {row[i] for row in r.rows}
+
+    def add(self, rel):
+        keep = []
+        for r in self.rels:
+            if set(r.vars) & set(rel.vars):
+                rel = self.join(r, rel)
+            else:
+                keep.append(r)
+        keep.append(rel)
+        self.rels = keep
+
+    def take(self, vars_):
+        """Remove and return (joined) the relations holding any of ``vars_``."""
+        vs = set(vars_)
+        out = Rel((), [()])
+        keep = []
+        for r in self.rels:
+            if vs & set(r.vars):
+                out = self.join(out, r)
+            else:
+                keep.append(r)
+        self.rels = keep
+        return out
+
+    def join(self, a, b):
+        shared = [v for v in a.vars if v in b.vars]
+        if not a.rows or not b.rows:
+            return Rel(a.vars + tuple(v for v in b.vars if v not in a.vars), [])
+        if not a.vars:
+            return b
+        if not b.vars:
+            return a
+        check = self.check
+        if not shared:
+            if len(a.rows) * len(b.rows) > 100_000:
+                check()
+            rows = []
+            n = 0
+            for x in a.rows:
+                n += len(b.rows)
+                if n > 200_000:
+                    n = 0
+                    check()
+                for y in b.rows:
+                    rows.append(x + y)
+            return Rel(a.vars + b.vars, rows)
+        if len(a.rows) > len(b.rows):
+            a, b = b, a
+        ka = _getter([a.vars.index(v) for v in shared])
+        kb = _getter([b.vars.index(v) for v in shared])
+        rest = [i for i, v in enumerate(b.vars) if v not in shared]
+        table = {}
+        for row in a.rows:
+            table.setdefault(ka(row), []).append(row)
+        rows = []
+        if rest:
+            rg = _getter(rest)
+            for i, row in enumerate(b.rows):
+                if not (i & 0x3FFF):
+                    check()
+                m = table.get(kb(row))
+                if m is not None:
+                    ext = rg(row)
+                    for x in m:
+                        rows.append(x + ext)
+            return Rel(a.vars + tuple(b.vars[i] for i in rest), rows)
+        for i, row in enumerate(b.rows):
+            if not (i & 0x3FFF):
+                check()
+            m = table.get(kb(row))
+            if m is not None:
+                rows.extend(m)
+        return Rel(a.vars, rows)
+
+    def result(self, vars_):
+        """The product of all relations projected on ``vars_`` (as a list, may repeat)."""
+        rel = Rel((), [()])
+        need = set(vars_)
+        for r in self.rels:
+            if need & set(r.vars):
+                rel = self.join(rel, r)
+            elif not r.rows:
+                return Rel(vars_, [])
+        g = _getter([rel.vars.index(v) for v in vars_]) if vars_ else (lambda r: ())
+        return Rel(vars_, [g(r) for r in rel.rows])
+
+
+# --- sources and constants ------------------------------------------------------------------
+
+def _is_db(x):
+    return isinstance(x, Database)
+
+
+def _src(ctx, source, clause):
+    s = source or DOLLAR
+    try:
+        return ctx.sources[s]
+    except KeyError:
+        raise _err(f"no source {s.symbol} given", clause) from None
+
+
+def _kwish(x):
+    if type(x) is str and x.startswith(":") and len(x) > 1:
+        return Keyword(x)
+    return x
+
+
+_MISSING = object()
+
+
+def _resolve_e(db, x):
+    if type(x) is int:
+        return x
+    try:
+        return db.entid(_kwish(x) if not isinstance(x, (list, tuple)) else [_kwish(x[0]), x[1]])
+    except TypeError:
+        return None
+
+
+def _coerce_v(db, attr, x):
+    """A query value for attribute ``attr`` in stored form (``_MISSING``: matches nothing)."""
+    if attr is None:
+        return x
+    if attr.is_ref:
+        if type(x) is int:
+            return x
+        e = _resolve_e(db, x)
+        return _MISSING if e is None else e
+    if type(x) is str and attr.vtype is not None and attr.ident is not None:
+        if attr.vtype == TYPE_KEYWORD:
+            return _kwish(x)
+    return x
+
+
+# --- data patterns ----------------------------------------------------------------------------
+
+def _pattern(ctx, clause):
+    src = _src(ctx, clause.source, clause)
+    if _is_db(src):
+        return _pattern_db(ctx, clause, src)
+    return _pattern_coll(ctx, clause, src)
+
+
+def _out_spec(elems):
+    """(output vars, their positions, equality constraints for repeated vars)."""
+    out_vars, pos, eqs = [], [], []
+    for i, el in enumerate(elems):
+        if type(el) is Variable:
+            if el in out_vars:
+                eqs.append((pos[out_vars.index(el)], i))
+            else:
+                out_vars.append(el)
+                pos.append(i)
+    return out_vars, pos, eqs
+
+
+def _pattern_coll(ctx, clause, coll):
+    elems = clause.elements
+    n = len(elems)
+    out_vars, pos, eqs = _out_spec(elems)
+    consts = [(i, el.value) for i, el in enumerate(elems) if type(el) is Constant]
+    g = _getter(pos) if pos else (lambda r: ())
+    rows = []
+    for t in coll:
+        if len(t) < n:
+            continue
+        if any(t[i] != c for i, c in consts):
+            continue
+        if any(t[i] != t[j] for i, j in eqs):
+            continue
+        rows.append(tuple(g(t)))
+    return Rel(out_vars, rows)
+
+
+def _attr_count(ctx, db, attr):
+    key = (id(db), attr.id)
+    n = ctx.counts.get(key)
+    if n is None:
+        n = ctx.counts[key] = db.count_datoms("aevt", attr.id)
+    return n
+
+
+def _pattern_db(ctx, clause, db):
+    elems = clause.elements + (_PLACE,) * (5 - len(clause.elements))
+    e, a, v, tx, added = elems
+    bound = ctx.bound()
+    # constants to stored form
+    attr = None
+    if type(a) is Constant:
+        try:
+            attr = db.attribute(_kwish(a.value))
+        except (KeyError, TypeError, FastDatomicError):
+            raise _err(f"unknown attribute {a.value}", clause, attribute=a.value) from None
+    cvals = {}
+    for i, el in enumerate(elems):
+        if type(el) is not Constant:
+            continue
+        x = el.value
+        if i == 0 or i == 3:
+            x = _resolve_e(db, x)
+            if x is None:
+                return Rel(_out_spec(elems)[0], [])
+        elif i == 1:
+            x = attr.id
+        elif i == 2:
+            x = _coerce_v(db, attr, x)
+            if x is _MISSING:
+                return Rel(_out_spec(elems)[0], [])
+        cvals[i] = x
+    if 4 in cvals and not db.is_history and cvals[4] is not True:
+        return Rel(_out_spec(elems)[0], [])
+
+    out_vars, pos, eqs = _out_spec(elems)
+    filters = [(_FIELDS[i], x) for i, x in cvals.items()]
+    fields = [_FIELDS[i] for i in pos]
+
+    # Index choice. `known` = a constant; `probe` = a var bound in the context whose
+    # values we look up one by one (when few compared with the attribute's datoms).
+    #   e known               -> EAVT [e a? v?]
+    #   a known, v known, AVET-indexed attr -> AVET [a v]
+    #   v known, ref attr (or a unknown and v an entity) -> VAET [v a?]
+    #   a known               -> AEVT [a]      (then filter v / tx)
+    #   nothing known         -> EAVT full scan (then filter)
+    def probe_var(el, i):
+        if type(el) is not Variable or el not in bound:
+            return None
+        vals = ctx.values_of(el)
+        if len(vals) <= PROBE_SMALL:
+            return vals
+        if attr is not None and len(vals) * PROBE_RATIO < _attr_count(ctx, db, attr):
+            return vals
+        return None
+
+    plan = None  # (index, position being probed or None, values)
+    if 0 in cvals:
+        plan = ("eavt", 0, [cvals[0]])
+    else:
+        vals = probe_var(e, 0)
+        if vals is not None:
+            plan = ("eavt", 0, vals)
+    if plan is None and attr is not None and (attr.indexed or attr.is_ref):
+        if 2 in cvals:
+            plan = ("avet" if attr.indexed else "vaet", 2, [cvals[2]])
+        else:
+            vals = probe_var(v, 2)
+            if vals is not None:
+                plan = ("avet" if attr.indexed else "vaet", 2, vals)
+    if plan is None and attr is None and 2 in cvals and type(cvals[2]) is int and 1 not in cvals:
+        pass  # value of unknown type: cannot use VAET safely (non-ref ints); scan
+    if plan is None and attr is None and type(a) is Variable and a in bound:
+        vals = ctx.values_of(a)
+        if len(vals) <= PROBE_SMALL:
+            plan = ("aevt", 1, vals)
+
+    if plan is None:
+        datoms = db.datoms("aevt", attr.id) if attr is not None else db.datoms("eavt")
+        streams = [datoms]
+    else:
+        index, p, vals = plan
+        streams = []
+        for x in vals:
+            if p == 0:
+                x = _resolve_e(db, x)
+                if x is None:
+                    continue
+                comps = (x,) if attr is None else (x, attr.id)
+                if attr is not None and 2 in cvals:
+                    comps = (x, attr.id, cvals[2])
+            elif p == 2:
+                x = _coerce_v(db, attr, x)
+                if x is _MISSING:
+                    continue
+                comps = (attr.id, x) if index == "avet" else (x, attr.id)
+            else:  # attribute probe
+                try:
+                    x = db.attribute(x).id
+                except (KeyError, TypeError, FastDatomicError):
+                    continue
+                comps = (x,)
+            try:
+                streams.append(db.datoms(index, *comps))
+            except (FastDatomicError, TypeError, ValueError, OverflowError):
+                continue  # a value that cannot be in this index matches nothing
+    rows = []
+    get = operator.attrgetter(*fields) if fields else None
+    single = len(fields) == 1
+    check = ctx.check
+    n = 0
+    for datoms in streams:
+        for d in datoms:
+            n += 1
+            if not (n & 0x1FFF):
+                check()
+            if filters:
+                ok = True
+                for f, x in filters:
+                    if getattr(d, f) != x:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+            if get is None:
+                row = ()
+            elif single:
+                row = (get(d),)
+            else:
+                row = get(d)
+            if eqs:
+                full = (d.e, d.a, d.v, d.tx, d.added)
+                if any(full[i] != full[j] for i, j in eqs):
+                    continue
+            rows.append(row)
+    if not out_vars:
+        rows = [()] if rows else []
+    return Rel(out_vars, rows)
+
+
+# --- functions and predicates -----------------------------------------------------------------
+
+def _num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) or type(x).__name__ in ("Decimal", "Fraction")
+
+
+def _rank(x):
+    if x is None:
+        return 0
+    if isinstance(x, bool):
+        return 1
+    if _num(x):
+        return 2
+    return 3
+
+
+def compare(a, b):
+    """Clojure-ish ``compare``: nil first, numbers numerically, else same-type order."""
+    if a is None or b is None or type(a) is bool or type(b) is bool or not (_num(a) and _num(b)):
+        ra, rb = _rank(a), _rank(b)
+        if ra != rb:
+            return -1 if ra < rb else 1
+        if ra == 0:
+            return 0
+        if ra == 3 and type(a) is not type(b):
+            ta, tb = type(a).__name__, type(b).__name__
+            return -1 if ta < tb else (1 if ta > tb else 0)
+    try:
+        return -1 if a < b else (1 if a > b else 0)
+    except TypeError:
+        ta, tb = type(a).__name__, type(b).__name__
+        return -1 if ta < tb else (1 if ta > tb else 0)
+
+
+class _SortKey:
+    __slots__ = ("x",)
+
+    def __init__(self, x):
+        self.x = x
+
+    def __lt__(self, other):
+        return compare(self.x, other.x) < 0
+
+    def __eq__(self, other):
+        return compare(self.x, other.x) == 0
+
+
+def _chain(test):
+    def f(*xs):
+        return all(test(compare(xs[i], xs[i + 1])) for i in range(len(xs) - 1))
+    return f
+
+
+def _eq(*xs):
+    a = xs[0]
+    return all((type(a) is bool) == (type(x) is bool) and a == x for x in xs[1:])
+
+
+def _str(*xs):
+    return "".join("" if x is None else (str(x).lower() if type(x) is bool else str(x)) for x in xs)
+
+
+def _re(p):
+    return p if isinstance(p, re.Pattern) else re.compile(p)
+
+
+def _re_result(m):
+    if m is None:
+        return None
+    if m.re.groups:
+        return (m.group(0),) + m.groups()
+    return m.group(0)
+
+
+def _quot(a, b):
+    if isinstance(a, int) and isinstance(b, int):
+        qq = abs(a) // abs(b)
+        return qq if (a >= 0) == (b >= 0) else -qq
+    return float(math.trunc(a / b))
+
+
+def _rem(a, b):
+    return a - b * _quot(a, b)
+
+
+def _div(a, *bs):
+    if not bs:
+        a, bs = 1, (a,)
+    for b in bs:
+        if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+            a = a // b
+        else:
+            a = a / b
+    return a
+
+
+def _minus(a, *bs):
+    if not bs:
+        return -a
+    for b in bs:
+        a = a - b
+    return a
+
+
+def _mul(*xs):
+    out = 1
+    for x in xs:
+        out = out * x
+    return out
+
+
+def _get_else(db, e, a, default):
+    if default is None:
+        raise QueryError("get-else: nil is not a valid default")
+    attr = db.attribute(_kwish(a))
+    if attr.many:
+        raise QueryError(f"get-else: {attr.ident} is cardinality many")
+    for d in db.datoms("eavt", e, attr.id):
+        return d.v
+    return default
+
+
+def _get_some(db, e, *attrs):
+    for a in attrs:
+        attr = db.attribute(_kwish(a))
+        for d in db.datoms("eavt", e, attr.id):
+            return (attr.id, d.v)
+    return None
+
+
+def _missing(db, e, a):
+    attr = db.attribute(_kwish(a))
+    return next(iter(db.datoms("eavt", e, attr.id)), None) is None
+
+
+def _tx_ids(log, t1, t2):
+    return [tx["data"][0].tx for tx in log.tx_range(t1, t2) if tx["data"]]
+
+
+def _tx_data(log, tx):
+    out = []
+    for r in log.tx_range(tx, tx + 1 if tx < (1 << 42) else tx + 1):
+        out.extend((d.e, d.a, d.v, d.tx, d.added) for d in r["data"])
+    return out
+
+
+BUILTINS = {
+    "=": _eq, "==": _eq, "not=": lambda *xs: not _eq(*xs), "!=": lambda *xs: not _eq(*xs),
+    "<": _chain(lambda c: c < 0), ">": _chain(lambda c: c > 0),
+    "<=": _chain(lambda c: c <= 0), ">=": _chain(lambda c: c >= 0),
+    "zero?": lambda x: x == 0, "pos?": lambda x: x > 0, "neg?": lambda x: x < 0,
+    "even?": lambda x: x % 2 == 0, "odd?": lambda x: x % 2 == 1,
+    "nil?": lambda x: x is None, "some?": lambda x: x is not None,
+    "str": _str, "subs": lambda s, i, j=None: s[i:j] if j is not None else s[i:],
+    "re-find": lambda p, s: _re_result(_re(p).search(s)),
+    "re-matches": lambda p, s: _re_result(_re(p).fullmatch(s)),
+    "re-seq": lambda p, s: [_re_result(m) for m in _re(p).finditer(s)],
+    "re-pattern": _re,
+    "+": lambda *xs: sum(xs), "-": _minus, "*": _mul, "/": _div,
+    "quot": _quot, "rem": _rem, "mod": lambda a, b: a % b,
+    "inc": lambda x: x + 1, "dec": lambda x: x - 1,
+    "max": lambda *xs: max(xs, key=_SortKey), "min": lambda *xs: min(xs, key=_SortKey),
+    "identity": lambda x: x, "count": lambda x: len(x), "ground": lambda x: x,
+    "get-else": _get_else, "get-some": _get_some, "missing?": _missing,
+    "tuple": lambda *xs: tuple(xs), "untuple": lambda t: tuple(t),
+    "tx-ids": _tx_ids, "tx-data": _tx_data,
+    "vector": lambda *xs: list(xs), "list": lambda *xs: list(xs),
+    "starts-with?": lambda s, p: s.startswith(p), "ends-with?": lambda s, p: s.endswith(p),
+    "includes?": lambda s, p: p in s, "upper-case": lambda s: s.upper(),
+    "lower-case": lambda s: s.lower(), "true?": lambda x: x is True, "false?": lambda x: x is False,
+    "not": lambda x: x is None or x is False, "contains?": lambda c, k: k in c,
+}
+_USER_FNS: dict = {}
+
+
+def register_query_fn(name, fn):
+    """Make ``fn`` callable in query predicates and function clauses as ``name``."""
+    _USER_FNS[str(name)] = fn
+    return fn
+
+
+def _lookup_fn(sym, clause, table=None):
+    name = sym.full_name if isinstance(sym, Symbol) else str(sym)
+    for t in (_USER_FNS, table or BUILTINS):
+        if name in t:
+            return t[name]
+    short = name
+    if "/" in name:
+        ns, short = name.rsplit("/", 1)
+        if ns in ("clojure.core", "clojure.string", "datomic.api") and short in (table or BUILTINS):
+            return (table or BUILTINS)[short]
+        try:
+            mod = importlib.import_module(ns)
+            fn = getattr(mod, short)
+            if callable(fn):
+                return fn
+        except (ImportError, AttributeError, ValueError):
+            pass
+    raise _err(f"unknown function {name}", clause, function=name)
+
+
+def _fn_of(ctx, clause, row_get):
+    f = clause.fn
+    if type(f) is Variable:
+        return None  # per row
+    return _lookup_fn(f.symbol, clause)
+
+
+def _fn_rows(ctx, clause):
+    """Base relation (holding all arg vars) and a per-row callable giving the call's result."""
+    arg_vars = [a for a in clause.args if type(a) is Variable]
+    if type(clause.fn) is Variable:
+        arg_vars.append(clause.fn)
+    bound = ctx.bound()
+    missing = [v for v in arg_vars if v not in bound]
+    if missing:
+        raise _err("Insufficient bindings: " + " ".join(str(v) for v in missing) +
+                   " not bound", clause)
+    base = ctx.take(arg_vars)
+    fixed = _fn_of(ctx, clause, None)
+    getters = []
+    for a in clause.args:
+        if type(a) is Variable:
+            getters.append((0, base.vars.index(a)))
+        elif type(a) is SrcVar:
+            getters.append((1, _src(ctx, a, clause)))
+        else:
+            getters.append((1, a.value))
+    fpos = base.vars.index(clause.fn) if type(clause.fn) is Variable else None
+
+    def call(row):
+        fn = fixed if fpos is None else row[fpos]
+        args = [row[x] if k == 0 else x for k, x in getters]
+        return fn(*args)
+    return base, call
+
+
+def _predicate(ctx, clause):
+    base, call = _fn_rows(ctx, clause)
+    rows = []
+    check, deadline = ctx.check, ctx.deadline
+    try:
+        for i, row in enumerate(base.rows):
+            if deadline is not None:
+                check()
+            r = call(row)
+            if r is not None and r is not False:
+                rows.append(row)
+    except QueryError:
+        raise
+    except Exception as ex:
+        raise _err(f"{type(ex).__name__}: {ex}", clause) from ex
+    ctx.rels.append(Rel(base.vars, rows))
+
+
+def _bind_results(binding, value):
+    """Value tuples for a binding's variables (``_`` positions dropped), or [] when nothing binds."""
+    t = type(binding)
+    if value is None:
+        return []
+    if t is BindScalar:
+        return [(value,)]
+    if t is BindIgnore:
+        return [()]
+    if t is BindColl:
+        return [(x,) for x in value]
+    if t is BindTuple:
+        vals = tuple(value)
+        if len(vals) < len(binding.elements):
+            return []
+        return [tuple(x for x, el in zip(vals, binding.elements) if type(el) is Variable)]
+    if t is BindRel:
+        out = []
+        n = len(binding.elements)
+        for tup in value:
+            tup = tuple(tup)
+            if len(tup) >= n:
+                out.append(tuple(x for x, el in zip(tup, binding.elements) if type(el) is Variable))
+        return out
+    raise QueryError(f"unsupported binding {binding}")
+
+
+def _binding_vars(binding):
+    return tuple(binding.vars())
+
+
+def _function(ctx, clause):
+    base, call = _fn_rows(ctx, clause)
+    bvars = _binding_vars(clause.binding)
+    # a var bound twice in the binding: keep first, check equality
+    out = Rel(base.vars + tuple(v for v in dict.fromkeys(bvars) if v not in base.vars), [])
+    new_idx = []
+    eq_idx = []
+    seen = {}
+    for j, v in enumerate(bvars):
+        if v in base.vars:
+            eq_idx.append((j, base.vars.index(v)))
+        elif v in seen:
+            eq_idx.append((j, None, seen[v]))
+        else:
+            seen[v] = j
+            new_idx.append(j)
+    rows = out.rows
+    check, deadline = ctx.check, ctx.deadline
+    try:
+        for i, row in enumerate(base.rows):
+            if deadline is not None:
+                check()
+            for vals in _bind_results(clause.binding, call(row)):
+                ok = True
+                for eq in eq_idx:
+                    if len(eq) == 2:
+                        if vals[eq[0]] != row[eq[1]]:
+                            ok = False
+                            break
+                    elif vals[eq[0]] != vals[eq[2]]:
+                        ok = False
+                        break
+                if ok:
+                    rows.append(row + tuple(vals[j] for j in new_idx))
+    except QueryError:
+        raise
+    except Exception as ex:
+        raise _err(f"{type(ex).__name__}: {ex}", clause) from ex
+    ctx.add(out)
+
+
+# --- not / or / and ---------------------------------------------------------------------------
+
+def _seeded_child(ctx, base, join_vars, source):
+    sources = ctx.sources
+    if source is not None:
+        sources = dict(ctx.sources)
+        sources[DOLLAR] = _src(ctx, source, None)
+    child = ctx.child(sources)
+    jv = [v for v in base.vars if v in join_vars]
+    if jv:
+        child.rels.append(_project(base, jv))
+    return child, jv
+
+
+def _anti(ctx, clause, join_vars, clauses):
+    bound = ctx.bound()
+    jv_bound = [v for v in join_vars if v in bound]
+    if type(clause) is NotJoin:
+        missing = [v for v in join_vars if v not in bound]
+        if missing:
+            raise _err("Insufficient bindings: " + " ".join(str(v) for v in missing) +
+                       " not bound in not-join", clause)
+    elif not jv_bound:
+        raise _err("Insufficient bindings: none of the not clause's variables is bound", clause)
+    base = ctx.take(jv_bound)
+    child, jv = _seeded_child(ctx, base, set(jv_bound), clause.source)
+    for c in clauses:
+        _clause(child, c)
+    res = child.result(tuple(jv))
+    drop = set(res.rows)
+    g = _getter([base.vars.index(v) for v in jv])
+    ctx.rels.append(Rel(base.vars, [r for r in base.rows if g(r) not in drop]))
+
+
+def _or(ctx, clause, join_vars, required=()):
+    bound = ctx.bound()
+    miss = [v for v in required if v not in bound]
+    if miss:
+        raise _err("Insufficient bindings: " + " ".join(str(v) for v in miss) +
+                   " required by or-join", clause)
+    jv_bound = [v for v in join_vars if v in bound]
+    base = ctx.take(jv_bound)
+    out_vars = tuple(join_vars)
+    rows = set()
+    for branch in clause.clauses:
+        child, _ = _seeded_child(ctx, base, set(jv_bound), clause.source)
+        for c in (branch.clauses if type(branch) is And else (branch,)):
+            _clause(child, c)
+        have = child.bound()
+        lacking = [v for v in out_vars if v not in have]
+        if lacking:
+            raise _err("or branch does not bind " + " ".join(str(v) for v in lacking), clause)
+        rows.update(child.result(out_vars).rows)
+    ctx.rels.append(base)
+    ctx.add(Rel(out_vars, list(rows)))
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+class _Tables:
+    """Tabled (memoised) rule answers: key (name, bound positions) -> [seeds, answers]."""
+
+    __slots__ = ("tables", "running", "changed")
+
+    def __init__(self):
+        self.tables = {}
+        self.running = False
+        self.changed = False
+
+
+def _eval_rule(ctx, rule, bpos, seeds, source):
+    """All answers (full arg tuples) of ``rule`` for arg tuples whose ``bpos`` are in ``seeds``."""
+    answers = set()
+    for br in rule.branches:
+        head = br.vars.all
+        if len(head) != len(rule.branches[0].vars.all):
+            continue
+        child = ctx.child(ctx.sources if source is None else
+                          {**ctx.sources, DOLLAR: _src(ctx, source, None)})
+        seed_vars = [head[i] for i in bpos]
+        if seed_vars:
+            sv = list(dict.fromkeys(seed_vars))
+            if len(sv) != len(seed_vars):
+                idx = [seed_vars.index(v) for v in sv]
+                rows = [tuple(s[i] for i in idx) for s in seeds
+                        if all(s[i] == s[seed_vars.index(seed_vars[i])] for i in range(len(s)))]
+            else:
+                rows = list(seeds)
+            child.rels.append(Rel(sv, rows))
+        for c in br.clauses:
+            _clause(child, c)
+        have = child.bound()
+        lacking = [v for v in head if v not in have]
+        if lacking:
+            raise QueryError(f"rule {rule.name.symbol} does not bind " +
+                             " ".join(str(v) for v in lacking))
+        uniq = tuple(dict.fromkeys(head))
+        res = child.result(uniq)
+        idx = [uniq.index(v) for v in head]
+        for r in res.rows:
+            answers.add(tuple(r[i] for i in idx))
+    return answers
+
+
+def _rule_call(ctx, clause):
+    name = clause.name.symbol.full_name
+    rule = ctx.rules.get(name)
+    if rule is None:
+        raise _err(f"unknown rule {name}", clause)
+    arity = len(rule.branches[0].vars.all)
+    if len(clause.args) != arity:
+        raise _err(f"rule {name} takes {arity} arguments, got {len(clause.args)}", clause)
+    bound = ctx.bound()
+    bpos = tuple(i for i, a in enumerate(clause.args)
+                 if type(a) is Constant or (type(a) is Variable and a in bound))
+    nreq = len(rule.branches[0].vars.required)
+    for i in range(nreq):
+        if i not in bpos:
+            raise _err(f"Insufficient bindings: rule {name} requires argument {i + 1} bound", clause)
+    bvars = [clause.args[i] for i in bpos if type(clause.args[i]) is Variable]
+    base = ctx.take(bvars)
+    # seeds: bound arg tuples
+    if bpos:
+        pick = []
+        for i in bpos:
+            a = clause.args[i]
+            pick.append((0, base.vars.index(a)) if type(a) is Variable else (1, a.value))
+        seeds = {tuple(row[x] if k == 0 else x for k, x in pick) for row in base.rows}
+    else:
+        seeds = {()}
+    tabs = ctx.tables
+    key = (name, bpos, clause.source)
+    tab = tabs.tables.get(key)
+    if tab is None:
+        tab = tabs.tables[key] = [set(), set(), rule, clause.source]
+    new = seeds - tab[0]
+    if new:
+        tab[0] |= new
+        tabs.changed = True
+    if not tabs.running:
+        tabs.running = True
+        try:
+            rounds = 0
+            while True:
+                ctx.check()
+                tabs.changed = False
+                for k, t in list(tabs.tables.items()):
+                    got = _eval_rule(ctx, t[2], k[1], t[0], t[3])
+                    if not got <= t[1]:
+                        t[1] |= got
+                        tabs.changed = True
+                rounds += 1
+                if not tabs.changed or rounds > 100_000:
+                    break
+        finally:
+            tabs.running = False
+    ans = [a for a in tab[1] if tuple(a[i] for i in bpos) in seeds] if bpos else list(tab[1])
+    # relation over the call's variables
+    out_vars, pos, eqs = _out_spec(clause.args)
+    rows = []
+    for a in ans:
+        if any(a[i] != a[j] for i, j in eqs):
+            continue
+        rows.append(tuple(a[i] for i in pos))
+    ctx.rels.append(base)
+    ctx.add(Rel(out_vars, list(dict.fromkeys(rows))))
+
+
+# --- clause dispatch --------------------------------------------------------------------------
+
+def _clause(ctx, c):
+    ctx.check()
+    t = type(c)
+    if t is Pattern:
+        ctx.add(_pattern(ctx, c))
+    elif t is Predicate:
+        _predicate(ctx, c)
+    elif t is Function:
+        _function(ctx, c)
+    elif t is RuleExpr:
+        _rule_call(ctx, c)
+    elif t is Not:
+        _anti(ctx, c, sorted(free_vars(c), key=str), c.clauses)
+    elif t is NotJoin:
+        _anti(ctx, c, list(c.vars), c.clauses)
+    elif t is Or:
+        _or(ctx, c, sorted(free_vars(c), key=str))
+    elif t is OrJoin:
+        _or(ctx, c, list(c.rule_vars.all), c.rule_vars.required)
+    elif t is And:
+        for x in c.clauses:
+            _clause(ctx, x)
+    else:
+        raise QueryError(f"unknown clause {c!r}")
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+def _bind_input(ctx, binding, value):
+    t = type(binding)
+    if t is BindIgnore:
+        return
+    if t is BindScalar:
+        ctx.add(Rel((binding.var,), [(value,)]))
+        return
+    if t is BindColl:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise QueryError(f"input for {binding.to_edn()} must be a collection, got {value!r}")
+    if t in (BindTuple, BindRel):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise QueryError(f"input for {binding.to_edn()} must be a collection, got {value!r}")
+    if t is BindTuple and len(tuple(value)) != len(binding.elements):
+        raise QueryError(f"input for {binding.to_edn()} must have {len(binding.elements)} elements, "
+                         f"got {value!r}")
+    vars_ = binding.vars()
+    rows = _bind_results(binding, value)
+    uniq = tuple(dict.fromkeys(vars_))
+    if len(uniq) != len(vars_):
+        idx = [vars_.index(v) for v in uniq]
+        rows = [tuple(r[i] for i in idx) for r in rows]
+    ctx.add(Rel(uniq, list(dict.fromkeys(rows))))
+
+
+# --- aggregates -------------------------------------------------------------------------------
+
+def _agg_min_n(n, xs):
+    return sorted(set(xs), key=_SortKey)[:n]
+
+
+def _agg_max_n(n, xs):
+    return sorted(set(xs), key=_SortKey, reverse=True)[:n]
+
+
+def _median(xs):
+    return statistics.median(xs)
+
+
+AGGREGATES = {
+    "count": lambda xs: len(xs),
+    "count-distinct": lambda xs: len(set(xs)),
+    "sum": lambda xs: sum(xs),
+    "avg": lambda xs: sum(xs) / len(xs),
+    "min": lambda xs, n=None: (min(xs, key=_SortKey) if n is None else None),
+    "max": lambda xs, n=None: (max(xs, key=_SortKey) if n is None else None),
+    "median": _median,
+    "variance": lambda xs: statistics.pvariance(xs),
+    "stddev": lambda xs: statistics.pstdev(xs),
+    "distinct": lambda xs: set(xs),
+    "rand": lambda n, xs: [random.choice(xs) for _ in range(n)],
+    "sample": lambda n, xs: random.sample(list(set(xs)), min(n, len(set(xs)))),
+}
+_USER_AGGS: dict = {}
+
+
+def register_aggregate(name, fn):
+    """A custom aggregate: ``fn(*constant_args, values)`` where ``values`` is the group's bag."""
+    _USER_AGGS[str(name)] = fn
+    return fn
+
+
+def _agg_fn(agg):
+    name = agg.fn.symbol.full_name
+    nconst = len(agg.args) - 1
+    if name in ("min", "max") and nconst == 1:
+        return _agg_min_n if name == "min" else _agg_max_n
+    if name in _USER_AGGS:
+        return _USER_AGGS[name]
+    if name in AGGREGATES:
+        return AGGREGATES[name]
+    return _lookup_fn(agg.fn.symbol, agg, table={})
+
+
+def _aggregate(find_elems, rel, ctx):
+    """Group rows of ``rel`` (vars = find vars + with vars) and apply aggregates."""
+    elem_vars = []
+    for el in find_elems:
+        if type(el) is Aggregate:
+            elem_vars.append(el.args[-1] if type(el.args[-1]) is Variable else None)
+        else:
+            elem_vars.append(el if type(el) is Variable else el.var)
+    group_idx = [i for i, el in enumerate(find_elems) if type(el) is not Aggregate]
+    col = {v: i for i, v in enumerate(rel.vars)}
+    groups = {}
+    gkey = [col[elem_vars[i]] for i in group_idx]
+    for row in rel.rows:
+        groups.setdefault(tuple(row[i] for i in gkey), []).append(row)
+    if not groups and not group_idx:
+        groups[()] = []
+    out = []
+    for key, rows in groups.items():
+        res = []
+        k = iter(key)
+        for i, el in enumerate(find_elems):
+            if type(el) is not Aggregate:
+                res.append(next(k))
+                continue
+            fn = _agg_fn(el)
+            last = el.args[-1]
+            vals = [r[col[last]] for r in rows] if type(last) is Variable else [last.value] * len(rows)
+            consts = [(_src(ctx, a, el) if type(a) is SrcVar else a.value) for a in el.args[:-1]]
+            name = el.fn.symbol.full_name
+            if not vals and name not in ("count", "count-distinct", "distinct"):
+                res.append(None)
+                continue
+            try:
+                res.append(fn(*consts, vals))
+            except Exception as ex:
+                raise _err(f"aggregate failed: {type(ex).__name__}: {ex}", el) from ex
+        out.append(tuple(res))
+    if not rel.rows and group_idx:
+        return []
+    return out
+
+
+# --- the query ---------------------------------------------------------------------------------
+
+def _run(qry, inputs, timeout=None):
+    parsed = parse_query(qry)
+    tmo = timeout if timeout is not None else parsed.timeout
+    deadline = time.monotonic() + tmo / 1000.0 if tmo else None
+    if not inputs and parsed.inputs == (DOLLAR,):
+        pass  # no source given and none needed: clauses using $ report it
+    elif len(inputs) != len(parsed.inputs):
+        names = " ".join(i.to_edn() for i in parsed.inputs)
+        raise QueryError(f"query :in [{names}] takes {len(parsed.inputs)} inputs, "
+                         f"got {len(inputs)}", data={"in": names, "got": len(inputs)})
+    sources, rules, patterns = {}, {}, {}
+    ctx = Ctx(sources, rules, deadline, _Tables())
+    for spec, value in zip(parsed.inputs, inputs):
+        t = type(spec)
+        if t is SrcVar:
+            if not _is_db(value):
+                if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                    raise QueryError(f"source {spec.symbol} must be a database or a collection "
+                                     f"of tuples, got {value!r}")
+                value = [tuple(x) for x in value]
+            sources[spec] = value
+        elif t is RulesVar:
+            for r in parse_rules(value) if value else ():
+                rules[r.name.symbol.full_name] = r
+        elif t is PlainSymbol:
+            patterns[spec] = value
+        else:
+            _bind_input(ctx, spec, value)
+    for c in parsed.where:
+        _clause(ctx, c)
+    ctx.check()
+    return parsed, ctx, sources, patterns
+
+
+def _find_rows(parsed, ctx, sources, patterns):
+    elems = parsed.find.elements
+    fvars = []
+    for el in elems:
+        if type(el) is Variable:
+            fvars.append(el)
+        elif type(el) is Pull:
+            fvars.append(el.var)
+        else:
+            fvars.extend(a for a in el.args if type(a) is Variable)
+    keep = tuple(dict.fromkeys(list(fvars) + list(parsed.with_) +
+                               [o.var for o in parsed.order_by]))
+    missing = [v for v in keep if v not in ctx.bound()]
+    if missing:
+        raise QueryError("Query is referencing unbound variables " + " ".join(map(str, missing)))
+    rel = ctx.result(keep)
+    rel = Rel(keep, list(dict.fromkeys(rel.rows)))   # set semantics over find + with vars
+    if parsed.has_aggregates():
+        rows = _aggregate(elems, rel, ctx)
+        col_of = None
+    else:
+        col_of = {v: i for i, v in enumerate(keep)}
+        rows = rel.rows
+    # ordering, paging
+    if parsed.order_by:
+        if col_of is None:
+            idx = {}
+            for i, el in enumerate(elems):
+                if type(el) is Variable:
+                    idx[el] = i
+            col_of = idx
+        for ok in reversed(parsed.order_by):
+            i = col_of.get(ok.var)
+            if i is None:
+                raise QueryError(f":order-by {ok.var} must be a find variable")
+            rows = sorted(rows, key=lambda r, i=i: _SortKey(r[i]), reverse=ok.descending)
+    # project to find elements
+    out = []
+    pulls = []
+    for i, el in enumerate(elems):
+        if type(el) is Pull:
+            pulls.append(i)
+    if col_of is not None and not parsed.has_aggregates():
+        proj = []
+        for el in elems:
+            proj.append(col_of[el] if type(el) is Variable else col_of[el.var])
+        out = [tuple(r[i] for i in proj) for r in rows]
+    else:
+        out = list(rows)
+    if not parsed.order_by and not parsed.has_aggregates():
+        out = list(dict.fromkeys(out)) if not parsed.with_ else out
+    if parsed.offset:
+        out = out[parsed.offset:]
+    if parsed.limit is not None:
+        out = out[:parsed.limit]
+    if pulls:
+        for i in pulls:
+            el = elems[i]
+            src = sources.get(el.source or DOLLAR)
+            pat = patterns[el.pattern] if type(el.pattern) is PlainSymbol else el.pattern
+            ids = [r[i] for r in out]
+            pulled = src.pull_many(pat, ids)
+            out = [r[:i] + (p,) + r[i + 1:] for r, p in zip(out, pulled)]
+    return out
+
+
+def _shape(parsed, rows):
+    f = type(parsed.find)
+    ordered = bool(parsed.order_by) or parsed.limit is not None or parsed.offset is not None
+    if parsed.keys is not None:
+        ks = parsed.keys.result_keys()
+        maps = [dict(zip(ks, r)) for r in rows]
+        if f is FindTuple:
+            return maps[0] if maps else None
+        return maps
+    if f is FindRel:
+        if ordered or parsed.with_:
+            return list(rows)
+        try:
+            return set(rows)
+        except TypeError:   # unhashable values (pull maps, aggregate collections)
+            return list(rows)
+    if f is FindColl:
+        return [r[0] for r in rows]
+    if f is FindTuple:
+        return rows[0] if rows else None
+    if f is FindScalar:
+        return rows[0][0] if rows else None
+    return rows
+
+
+def q(query_, *inputs, timeout=None):
+    """Run a Datalog query (EDN text or data) against ``inputs`` (databases, values, rules).
+
+    Relation finds return a ``set`` of tuples (a ``list`` with :order-by/:limit/:offset or
+    when values are unhashable), ``[?x ...]`` a list, ``[?a ?b]`` one tuple, ``?x .`` a
+    value (``None`` when nothing matches); ``:keys``/``:strs``/``:syms`` a list of dicts.
+    """
+    parsed, ctx, sources, patterns = _run(query_, inputs, timeout)
+    rows = _find_rows(parsed, ctx, sources, patterns)
+    return _shape(parsed, rows)
+
+
+def query(arg_map):
+    """Datomic's map form: ``{"query": q, "args": [...], "timeout": ms}`` (keys may be Keywords)."""
+    def get(k):
+        for key in (k, Keyword(k), ":" + k):
+            if key in arg_map:
+                return arg_map[key]
+        return None
+    qry = get("query")
+    if qry is None:
+        raise QueryError("query map needs a :query")
+    args = get("args") or []
+    return q(qry, *args, timeout=get("timeout"))
