@@ -102,3 +102,27 @@ def test_segment_cache_is_bounded():
     segs.storage.put_blobs(new)
     _all_keys(segs, root)
     assert segs.cached_bytes <= 200_000 + 400_000  # at most one segment over the bound
+
+
+def test_count_range_is_exact_on_deep_trees(monkeypatch):
+    # Tiny leaves and directories make a 4+ level tree from a few hundred keys, so the
+    # count walks real boundary paths and sums whole subtrees from directory counts.
+    import bisect
+    import fastdatomic.db.tree as tree_mod
+    monkeypatch.setattr(tree_mod, "LEAF_MAX", 4)
+    monkeypatch.setattr(tree_mod, "DIR_MAX", 3)
+    segs = _segs("tree-count")
+    rnd = random.Random(11)
+    ref, root = set(), None
+    for _ in range(4):
+        batch = {_key(rnd.randrange(5000)) for _ in range(150)}
+        root, new = merge_tree(segs, root, KeyBlock.from_keys(batch))
+        segs.storage.put_blobs(new)
+        ref |= batch
+    assert segs.dir(root).level >= 3
+    keys = sorted(ref)
+    for _ in range(300):
+        lo = _key(rnd.randrange(5200))
+        hi = None if rnd.random() < 0.1 else _key(rnd.randrange(5200))
+        want = (len(keys) if hi is None else bisect.bisect_left(keys, hi)) - bisect.bisect_left(keys, lo)
+        assert tree_mod.count_range(segs, root, lo, hi) == max(0, want)

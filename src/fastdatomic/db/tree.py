@@ -15,7 +15,47 @@ from fastdatomic._core.segment import (
 from fastdatomic.db.segments import SegmentStore, new_segment_id
 from fastdatomic._core.scan import TreeCursor  # the leaf walker lives in C (hot on lookups)
 
-__all__ = ["TreeCursor", "merge_tree", "tree_count"]
+__all__ = ["TreeCursor", "merge_tree", "tree_count", "count_range"]
+
+
+def count_range(segs: SegmentStore, root_id: bytes | None, lo: bytes, hi: bytes | None) -> int:
+    """Keys ``lo <= k < hi`` in a tree, exactly, reading only the boundary path's nodes.
+
+    Directory entries carry their subtree's datom count, so everything strictly between
+    the two boundary children is summed without being read: cheap cardinalities for
+    the query planner.
+
+    >>> from fastdatomic.storage import open_storage
+    >>> segs = SegmentStore(open_storage("mem", name="doc-count-range"))
+    >>> root, _ = merge_tree(segs, None, KeyBlock.from_keys([bytes([i]) for i in range(200)]))
+    >>> count_range(segs, root, bytes([10]), bytes([20])), count_range(segs, root, b"", None)
+    (10, 200)
+    """
+    if root_id is None or (hi is not None and hi <= lo):
+        return 0
+    return _count(segs, segs.dir(root_id), lo, hi)
+
+
+def _count(segs, node, lo, hi) -> int:
+    n = len(node)
+    i = node.child_for(lo)
+    j = n - 1 if hi is None else node.child_for(hi)
+    if i == j:
+        return _count_child(segs, node, i, lo, hi)
+    return (_count_child(segs, node, i, lo, None) + node.count_range(i + 1, j)
+            + _count_child(segs, node, j, None, hi))
+
+
+def _count_child(segs, node, i, lo, hi) -> int:
+    if lo is None and hi is None:
+        return node.child_count(i)
+    if node.level > 1:
+        child = segs.dir(node.child_id(i))
+        return _count(segs, child, lo if lo is not None else child.first_key(0), hi)
+    leaf = segs.leaf(node.child_id(i))
+    start = 0 if lo is None else leaf.lower_bound(lo)
+    end = len(leaf) if hi is None else leaf.lower_bound(hi)
+    return max(0, end - start)
 
 
 def tree_count(segs: SegmentStore, root_id: bytes | None) -> int:
