@@ -1,0 +1,130 @@
+"""fastdatomic side of bench/compare: ``python fastdatomic_runner.py RESULTS_DIR OUT_JSON``.
+
+Run by ``run.py`` with the project's Python and ``src/`` on ``PYTHONPATH``. Loads
+``people.json`` / ``users.json`` into ``fastdatomic:mem://`` databases through
+``conn.transact`` (batches of 1000 maps, schema from ``workload.json``), then times each
+query in-process with ``fastdatomic.q(query, db, *inputs)`` (warm-up, N reps, median) and
+the pull workload with ``db.pull_many(pattern, eids)``. When ``fastdatomic.q`` does not
+exist yet, the queries are reported as "q not available yet" and the pull still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "..", "..", "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+
+def log(*a):
+    print("[fastdatomic]", *a, file=sys.stderr, flush=True)
+
+
+def bench(fn, T):
+    t0 = time.perf_counter()
+    w = 0
+    while True:
+        out = fn()
+        w += 1
+        if w >= T["warmup_max"] or time.perf_counter() - t0 >= T["warmup_s"]:
+            break
+    times = []
+    start = time.perf_counter()
+    for i in range(T["reps"]):
+        a = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - a) * 1000)
+        if i >= 2 and time.perf_counter() - start > T["max_s"]:
+            break
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "reps": len(times),
+            "warmup": w}, out
+
+
+def find_q(fd):
+    """``fastdatomic.q`` if it exists, else the engine module's ``q``, else None."""
+    if callable(getattr(fd, "q", None)):
+        return fd.q
+    try:
+        from fastdatomic.query import engine  # being written (issue #4)
+        return getattr(engine, "q", None)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def main():
+    results_dir, out_path = sys.argv[1], sys.argv[2]
+
+    def finish(payload):
+        with open(out_path, "w") as f:
+            json.dump(payload, f, indent=1)
+
+    try:
+        import fastdatomic as fd
+        from fastdatomic import Keyword
+    except Exception as e:  # noqa: BLE001
+        return finish({"system": "fastdatomic", "error": f"fastdatomic not importable: {e!r}"})
+    with open(os.path.join(results_dir, "workload.json")) as f:
+        spec = json.load(f)
+    T = spec["timing"]
+    q = find_q(fd)
+    dbs, ids = {}, {}
+    t0 = time.perf_counter()
+    for ds, attrs in spec["schema"].items():
+        uri = f"fastdatomic:mem://compare-{ds}-{os.getpid()}"
+        fd.create_database(uri)
+        conn = fd.connect(uri)
+        conn.transact("[" + " ".join(
+            f"{{:db/ident :{a} :db/valueType :db.type/{s['type']} "
+            f":db/cardinality :db.cardinality/one{' :db/index true' if s['index'] else ''}}}"
+            for a, s in attrs.items()) + "]")
+        with open(os.path.join(results_dir, f"{ds}.json")) as f:
+            rows = json.load(f)
+        kws = {}
+        m = {}
+        for i in range(0, len(rows), 1000):
+            batch = []
+            for e, ent in rows[i:i + 1000]:
+                d = {":db/id": f"e{e}"}
+                for a, v in ent.items():
+                    if isinstance(v, dict):
+                        v = kws.get(v["kw"]) or kws.setdefault(v["kw"], Keyword(v["kw"]))
+                    d[":" + a] = v
+                batch.append(d)
+            r = conn.transact(batch)
+            for e, _ in rows[i:i + 1000]:
+                m[e] = r.tempids[f"e{e}"]
+        dbs[ds], ids[ds] = conn.db(), m
+    load_ms = (time.perf_counter() - t0) * 1000
+    log(f"loaded {spec['sizes']} in {load_ms:.0f} ms; q {'found' if q else 'NOT available yet'}")
+    results = {}
+    for wq in spec["queries"]:
+        db = dbs[wq["dataset"]]
+        try:
+            if wq["kind"] == "pull":
+                eids = [ids[wq["dataset"]][i] for i in wq["ids"]]
+                r, out = bench(lambda: db.pull_many(wq["pattern"], eids), T)
+            elif q is None:
+                results[wq["name"]] = {"error": "q not available yet"}
+                continue
+            else:
+                r, out = bench(lambda: q(wq["q"], db, *wq["inputs"]), T)
+            r["n_results"] = len(out)
+            results[wq["name"]] = r
+            log(f"{wq['name']}: {r['median_ms']:.3f} ms ({r['n_results']} rows)")
+        except Exception as e:  # noqa: BLE001
+            results[wq["name"]] = {"error": repr(e)[:500]}
+            log(f"{wq['name']}: ERROR {e!r}"[:500])
+    finish({"system": "fastdatomic", "version": getattr(fd, "__version__", "tree"),
+            "runtime": f"CPython {sys.version.split()[0]}", "load_ms": load_ms,
+            "q_available": q is not None,
+            "q_source": f"{q.__module__}.{q.__name__}" if q else None, "results": results})
+
+
+if __name__ == "__main__":
+    main()
