@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
+
+from timing import bench  # bench/compare/timing.py: one timing loop for every runner
 
 
 def log(*a):
@@ -32,26 +33,6 @@ def finish(out_path, payload, code=0):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the JVM keeps non-daemon threads alive; a normal exit would hang
-
-
-def bench(fn, T):
-    t0 = time.perf_counter()
-    w = 0
-    while True:
-        out = fn()
-        w += 1
-        if w >= T["warmup_max"] or time.perf_counter() - t0 >= T["warmup_s"]:
-            break
-    times = []
-    start = time.perf_counter()
-    for i in range(T["reps"]):
-        a = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - a) * 1000)
-        if i >= 2 and time.perf_counter() - start > T["max_s"]:
-            break
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "reps": len(times),
-            "warmup": w}, out
 
 
 def main():

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
+
+from timing import bench  # bench/compare/timing.py: one timing loop for every runner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "..", "src")
@@ -24,26 +25,6 @@ if SRC not in sys.path:
 
 def log(*a):
     print("[fastdatomic]", *a, file=sys.stderr, flush=True)
-
-
-def bench(fn, T):
-    t0 = time.perf_counter()
-    w = 0
-    while True:
-        out = fn()
-        w += 1
-        if w >= T["warmup_max"] or time.perf_counter() - t0 >= T["warmup_s"]:
-            break
-    times = []
-    start = time.perf_counter()
-    for i in range(T["reps"]):
-        a = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - a) * 1000)
-        if i >= 2 and time.perf_counter() - start > T["max_s"]:
-            break
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "reps": len(times),
-            "warmup": w}, out
 
 
 def find_q(fd):
