@@ -22,6 +22,7 @@ import statistics
 import time
 
 from fastdatomic._core.codec import TYPE_KEYWORD
+from fastdatomic._core.scan import Scan
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
 from fastdatomic.query.ast import (
@@ -421,7 +422,17 @@ def _pattern_db(ctx, clause, db):
     single = len(fields) == 1
     check = ctx.check
     n = 0
+    field_idx = [_FIELDS.index(f) for f in fields]
     for datoms in streams:
+        if type(datoms) is Scan and not filters and not eqs and field_idx:
+            # The common case: rows straight from the C scan, in chunks (timeout checks).
+            while True:
+                chunk = datoms.tuples(field_idx, 8192)
+                rows.extend(chunk)
+                check()
+                if len(chunk) < 8192:
+                    break
+            continue
         for d in datoms:
             n += 1
             if not (n & 0x1FFF):
@@ -687,10 +698,56 @@ def _fn_rows(ctx, clause):
     return base, call
 
 
+_FAST_CMP = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge}
+_PLAIN_NUMBERS = (int, float)
+
+
+def _fast_compare(clause, base):
+    """``(op, getter_a, getter_b)`` for a built-in 2-argument comparison, else None."""
+    f = clause.fn
+    if type(f) is Variable or len(clause.args) != 2:
+        return None
+    name = f.symbol.full_name
+    op = _FAST_CMP.get(name)
+    if op is None or _lookup_fn(f.symbol, clause) is not BUILTINS[name]:
+        return None   # a user function under the same name keeps its own semantics
+    getters = []
+    for a in clause.args:
+        if type(a) is Variable:
+            getters.append((True, base.vars.index(a)))
+        elif type(a) is Constant:
+            getters.append((False, a.value))
+        else:
+            return None
+    return op, getters[0], getters[1]
+
+
 def _predicate(ctx, clause):
     base, call = _fn_rows(ctx, clause)
     rows = []
     check, deadline = ctx.check, ctx.deadline
+    fast = _fast_compare(clause, base)
+    if fast is not None:
+        # Plain numbers compare with Python's operator, one comprehension-like loop;
+        # anything else (mixed types, nil, strings) takes the general comparison.
+        op, (va, xa), (vb, xb) = fast
+        nums = _PLAIN_NUMBERS
+        n = 0
+        for row in base.rows:
+            x = row[xa] if va else xa
+            y = row[xb] if vb else xb
+            if type(x) in nums and type(y) in nums:
+                if op(x, y):
+                    rows.append(row)
+            else:
+                r = call(row)
+                if r is not None and r is not False:
+                    rows.append(row)
+            n += 1
+            if deadline is not None and not (n & 0xFFF):
+                check()
+        ctx.rels.append(Rel(base.vars, rows))
+        return
     try:
         for i, row in enumerate(base.rows):
             if deadline is not None:
