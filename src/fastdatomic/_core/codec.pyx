@@ -847,22 +847,27 @@ cdef object _read_named(const unsigned char* b, Py_ssize_t* pos, Py_ssize_t end,
     return r
 
 
-cdef object _read_int(const unsigned char* b, Py_ssize_t* pos, Py_ssize_t end, unsigned char mask,
-                      int tag, Py_ssize_t tagpos):
-    """Read the varint written by _varint_ll/_buf_int (XORed with mask)."""
-    cdef Py_ssize_t p = pos[0], L, i
+cdef Py_ssize_t _int_header(const unsigned char* b, Py_ssize_t p, Py_ssize_t end,
+                            unsigned char mask, int tag, Py_ssize_t tagpos,
+                            Py_ssize_t* length, unsigned char* inv_out) except -1:
+    """Parse the header of the varint written by _varint_ll/_buf_int (XORed with ``mask``).
+
+    Returns the position of its magnitude bytes, checked to lie within ``end``; ``*length``
+    receives their count (0 for zero) and ``*inv_out`` the XOR that restores them.
+    """
     cdef unsigned char h, inv
-    cdef uint64_t m, Lu
-    cdef bint neg
+    cdef uint64_t Lu
+    cdef Py_ssize_t L
+    cdef int i
     if p >= end:
         raise _corrupt("truncated integer", tagpos, tag)
     h = b[p] ^ mask
     p += 1
     if h == 0x80:
-        pos[0] = p
-        return 0
-    neg = h < 0x80
-    inv = (0xFF if neg else 0) ^ mask
+        length[0] = 0
+        inv_out[0] = mask
+        return p
+    inv = (0xFF if h < 0x80 else 0) ^ mask
     h = b[p - 1] ^ inv
     if h == 0xFF:
         if p + 8 > end:
@@ -880,6 +885,23 @@ cdef object _read_int(const unsigned char* b, Py_ssize_t* pos, Py_ssize_t end, u
         raise _corrupt(f"bad integer header 0x{b[p - 1]:02x}", tagpos, tag)
     if p + L > end:
         raise _corrupt("truncated integer", tagpos, tag)
+    length[0] = L
+    inv_out[0] = inv
+    return p
+
+
+cdef object _read_int(const unsigned char* b, Py_ssize_t* pos, Py_ssize_t end, unsigned char mask,
+                      int tag, Py_ssize_t tagpos):
+    """Read the varint written by _varint_ll/_buf_int (XORed with mask)."""
+    cdef Py_ssize_t p, L, i
+    cdef unsigned char inv
+    cdef uint64_t m
+    cdef bint neg
+    p = _int_header(b, pos[0], end, mask, tag, tagpos, &L, &inv)
+    if L == 0:
+        pos[0] = p
+        return 0
+    neg = (inv ^ mask) == 0xFF
     if (b[p] ^ inv) == 0:
         raise _corrupt("non-canonical integer (leading zero byte)", tagpos, tag)
     pos[0] = p + L
@@ -1080,32 +1102,10 @@ cdef Py_ssize_t _skip_seg(const unsigned char* b, Py_ssize_t p, Py_ssize_t end, 
 
 cdef Py_ssize_t _skip_int(const unsigned char* b, Py_ssize_t p, Py_ssize_t end, unsigned char mask,
                           int tag, Py_ssize_t tagpos) except -1:
-    cdef unsigned char h, inv
-    cdef uint64_t Lu
-    cdef int i
-    if p >= end:
-        raise _corrupt("truncated integer", tagpos, tag)
-    h = b[p] ^ mask
-    p += 1
-    if h == 0x80:
-        return p
-    inv = (0xFF if h < 0x80 else 0) ^ mask
-    h = b[p - 1] ^ inv
-    if h == 0xFF:
-        if p + 8 > end:
-            raise _corrupt("truncated integer length", tagpos, tag)
-        Lu = 0
-        for i in range(8):
-            Lu = (Lu << 8) | (b[p + i] ^ inv)
-        p += 8
-        if Lu <= 120 or Lu > <uint64_t>(end - p):
-            raise _corrupt("bad or truncated integer length", tagpos, tag)
-        return p + <Py_ssize_t>Lu
-    if not (0x81 <= h <= 0xF8):
-        raise _corrupt(f"bad integer header 0x{b[p - 1]:02x}", tagpos, tag)
-    if p + (h - 0x80) > end:
-        raise _corrupt("truncated integer", tagpos, tag)
-    return p + (h - 0x80)
+    cdef Py_ssize_t L
+    cdef unsigned char inv
+    p = _int_header(b, p, end, mask, tag, tagpos, &L, &inv)
+    return p + L
 
 
 cdef Py_ssize_t _skip(const unsigned char* b, Py_ssize_t p, Py_ssize_t end, int depth,
