@@ -401,7 +401,7 @@ class _Tx:
                                      f"(id, tempid, ident or lookup ref) (in {_form(form)})",
                                      data={"attribute": at.ident, "value": v, "form": form})
             return self.resolve(v, form)
-        fast = _FAST_TYPES.get(at.vtype)
+        fast = at.fast_type
         if fast is not None and type(v) is fast and (fast is not int or -_I64 <= v < _I64):
             return v   # already in stored form; the codec still checks it when encoding the key
         if at.vtype == TYPE_KEYWORD and type(v) is not Keyword:
@@ -451,12 +451,8 @@ class _Tx:
                 op[1] = tempids[e]
             elif te is not TempId:
                 op[1] = resolve(e, op[4])
-            v = op[3]
-            ft = op[2].fast_type
-            if ft is not None and type(v) is ft and (ft is not int or -_I64 <= v < _I64):
-                continue   # already in stored form; the codec still checks it in the key
-            if v is not _RETRACT_ALL:
-                op[3] = value(op[2], v, op[4])
+            if op[3] is not _RETRACT_ALL:
+                op[3] = value(op[2], op[3], op[4])
         self.cas = [(self.resolve(e, f), at, None if old is None else self.value(at, old, f),
                      self.value(at, new, f), f) for e, at, old, new, f in self.cas]
         for e, at, _, new, f in self.cas:
@@ -808,10 +804,6 @@ _I64 = 1 << 63
 _NONE = object()
 _TX_ATTRS = frozenset({S.DB_TX_UUID, S.DB_TXINSTANT})
 _PLAIN_HASH = frozenset({str, int, bool, Keyword})   # hashable as they are
-# Value types whose Python type alone says the value is already in stored form.
-from fastdatomic._core.codec import TYPE_STRING, TYPE_LONG, TYPE_BOOLEAN, TYPE_DOUBLE  # noqa: E402
-_FAST_TYPES = {TYPE_STRING: str, TYPE_LONG: int, TYPE_BOOLEAN: bool, TYPE_DOUBLE: float,
-               TYPE_KEYWORD: Keyword}
 
 
 def _hashable(v):
