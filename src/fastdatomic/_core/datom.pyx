@@ -34,17 +34,9 @@ cdef class Datom:
     def __getitem__(self, i):
         if i < 0:
             i += 5
-        if i == 0:
-            return self.e
-        if i == 1:
-            return self.a
-        if i == 2:
-            return self.v
-        if i == 3:
-            return self.tx
-        if i == 4:
-            return self.added
-        raise IndexError("datom index out of range")
+        if not 0 <= i < 5:
+            raise IndexError("datom index out of range")
+        return datom_field(self, i)
 
     def __iter__(self):
         return iter((self.e, self.a, self.v, self.tx, self.added))

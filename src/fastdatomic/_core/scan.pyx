@@ -20,7 +20,7 @@ from libc.string cimport memcmp
 from libc.stdint cimport uint32_t, int64_t, uint64_t
 
 from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, lower_bound, upper_bound
-from fastdatomic._core.datom cimport Datom
+from fastdatomic._core.datom cimport Datom, datom_field
 from fastdatomic._core.codec cimport decode_key_ptr, key_tx
 from fastdatomic._core.segment cimport make_block
 from libc.string cimport memcpy
@@ -86,18 +86,6 @@ cdef inline bytes _child_id(DirNode node, Py_ssize_t i):
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(node._ids) + i * 16, 16)
 
 
-cdef inline object _field(Datom d, int f):
-    if f == 0:
-        return d.e
-    if f == 1:
-        return d.a
-    if f == 2:
-        return d.v
-    if f == 3:
-        return d.tx
-    return d.added
-
-
 cdef inline bint same_group(const unsigned char* a, Py_ssize_t na,
                             const unsigned char* b, Py_ssize_t nb) noexcept nogil:
     return na == nb and memcmp(a, b, na - 9) == 0
@@ -133,7 +121,7 @@ cdef class Scan:
     # history mode de-duplication (a datom present in two sources)
     cdef bytes last_key
 
-    def __init__(self, int index, cursor, list runs, bytes start, end, int mode,
+    def __init__(self, int index, cursor, tuple runs, bytes start, end, int mode,
                  int64_t max_tx, int64_t min_tx):
         cdef KeyBlock kb
         cdef const unsigned char* sp = <const unsigned char*>PyBytes_AS_STRING(start)
@@ -304,16 +292,18 @@ cdef class Scan:
             raise ValueError("at most 5 fields")
         for k in range(nf):
             f[k] = fields[k]
+            if not 0 <= f[k] < 5:
+                raise ValueError(f"datom field {f[k]} is not 0..4 (e a v tx added)")
         while (limit < 0 or c < limit) and self.advance():
             d = decode_key_ptr(self.index, self.out_p, self.out_n)
             if nf == 1:
-                out.append((_field(d, f[0]),))
+                out.append((datom_field(d, f[0]),))
             elif nf == 2:
-                out.append((_field(d, f[0]), _field(d, f[1])))
+                out.append((datom_field(d, f[0]), datom_field(d, f[1])))
             elif nf == 3:
-                out.append((_field(d, f[0]), _field(d, f[1]), _field(d, f[2])))
+                out.append((datom_field(d, f[0]), datom_field(d, f[1]), datom_field(d, f[2])))
             else:
-                out.append(tuple([_field(d, f[k]) for k in range(nf)]))
+                out.append(tuple([datom_field(d, f[k]) for k in range(nf)]))
             c += 1
         return out
 

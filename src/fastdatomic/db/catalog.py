@@ -166,7 +166,8 @@ def _load(storage, root: dict, segs) -> Database:
                   index_basis_t=root["index_basis_t"], memindex=MemoryIndex.empty(),
                   basis_t=root["index_basis_t"], next_n=root["next_n"], schema=Schema.bootstrap())
     db = replay_log(db, storage.log_range(root["db_id"], root["index_basis_t"] + 1, None))
-    db.schema = load_schema(db)
+    if db.schema is Schema.bootstrap():   # replay rebuilds it only when the log touched schema
+        db.schema = load_schema(db)
     return db
 
 

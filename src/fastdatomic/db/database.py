@@ -44,6 +44,13 @@ _ORDER = {
 }
 
 
+# The usual ways to name an index, resolved without parsing (datoms() is a hot path).
+_INDEX_FAST = {}
+for _name, _code in _INDEX_BY_NAME.items():
+    _INDEX_FAST[_name] = _INDEX_FAST[":" + _name] = _INDEX_FAST[Keyword(_name)] = _code
+    _INDEX_FAST[_name.upper()] = _code
+
+
 def index_code(index) -> int:
     """Index code from ``:eavt``, ``"eavt"``, ``"EAVT"`` or a code.
 
@@ -52,18 +59,14 @@ def index_code(index) -> int:
     """
     if isinstance(index, int) and index in _ORDER:
         return index
+    code = _INDEX_FAST.get(index)
+    if code is not None:
+        return code
     name = index.name if isinstance(index, Keyword) else str(index).lstrip(":")
     code = _INDEX_BY_NAME.get(name.lower())
     if code is None:
         raise InvalidIndexError(f"unknown index {index!r}; expected one of :eavt :aevt :avet :vaet")
     return code
-
-
-# The usual ways to name an index, resolved without parsing (datoms() is a hot path).
-_INDEX_FAST = {}
-for _name, _code in _INDEX_BY_NAME.items():
-    _INDEX_FAST[_name] = _INDEX_FAST[":" + _name] = _INDEX_FAST[Keyword(_name)] = _code
-    _INDEX_FAST[_name.upper()] = _code
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -309,7 +312,7 @@ class Database:
         min_tx = t_to_tx(self.since_t) if self.since_t is not None else -1
         if mode is None:
             mode = MODE_HISTORY if self.history_mode else MODE_CURRENT
-        scan = Scan(index, cursor, list(self.memindex.runs[index]), start, end, mode,
+        scan = Scan(index, cursor, self.memindex.runs[index], start, end, mode,
                     t_to_tx(max_t) if max_t >= 0 else -1, min_tx)
         if mode == MODE_HISTORY and self.schema.no_history:
             scan = self._hide_past_values(scan, max_t)
@@ -372,8 +375,7 @@ class Database:
         >>> [d.v for d in db.datoms("eavt", 10, ":db/ident")]
         [Keyword('db/ident')]
         """
-        code = _INDEX_FAST.get(index) if type(index) is not int else index
-        index = code if code is not None and code in _ORDER else index_code(index)
+        index = index_code(index)
         prefix = self._prefix(index, components)
         return self._scan(index, prefix, prefix_end(prefix))
 
