@@ -537,3 +537,25 @@ class Query(_Node):
         if self.where:
             out += [Keyword("where"), *(c.to_data() for c in self.where)]
         return out
+
+
+def scopes(clauses, outer) -> list:
+    """For each clause, the variables available around it: ``outer`` plus everything the
+    *other* clauses bind. What scoping checks and the planner's "needs" rules read.
+
+    >>> from fastdatomic.types import Symbol
+    >>> e, a = Variable(Symbol("?e")), Variable(Symbol("?a"))
+    >>> p1 = Pattern(None, (e, Constant(1)))
+    >>> p2 = Pattern(None, (e, Constant(2), a))
+    >>> [sorted(str(v.symbol) for v in s) for s in scopes([p1, p2], set())]
+    [['?a', '?e'], ['?e']]
+    """
+    binds = [bound_vars(c) for c in clauses]
+    out = []
+    for i in range(len(clauses)):
+        around = set(outer)
+        for j, b in enumerate(binds):
+            if j != i:
+                around |= b
+        out.append(around)
+    return out

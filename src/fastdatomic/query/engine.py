@@ -29,7 +29,7 @@ from fastdatomic.query.ast import (
     Variable, SrcVar, RulesVar, Placeholder, Constant, PlainSymbol, Pull, Aggregate,
     FindRel, FindColl, FindScalar, FindTuple, BindIgnore, BindScalar, BindTuple, BindColl,
     BindRel, Pattern, Predicate, Function, RuleExpr, Not, NotJoin, Or, OrJoin, And, free_vars,
-    bound_vars,
+    bound_vars, scopes,
 )
 from fastdatomic.query.parser import parse_query, parse_rules
 from fastdatomic.query.planner import choose_next, needs
@@ -1182,11 +1182,8 @@ def _run(qry, inputs, timeout=None, trace=None):
     # the clauses before it or by :in); then the planner may pick any order: the result
     # is the same, only the work differs (query/planner.py).
     written = ctx.bound()
-    clause_vars = [free_vars(c) for c in parsed.where]
-    need = {}
-    for k, c in enumerate(parsed.where):
-        outside = set(written).union(*(v for j, v in enumerate(clause_vars) if j != k))
-        need[id(c)] = needs(c, rules, outside)
+    need = {id(c): needs(c, rules, around)
+            for c, around in zip(parsed.where, scopes(parsed.where, written))}
     for c in parsed.where:
         missing = need[id(c)] - written
         if missing:

@@ -48,7 +48,7 @@ from fastdatomic.query.ast import (
     Aggregate, And, BindColl, BindIgnore, BindRel, BindScalar, BindTuple, Constant,
     FindColl, FindRel, FindScalar, FindTuple, Function, Not, NotJoin, Or, OrderKey, OrJoin,
     Pattern, PlainSymbol, Placeholder, Predicate, Pull, Query, ReturnMap, Rule, RuleBranch,
-    RuleExpr, RulesVar, RuleVars, SrcVar, Variable, bound_vars, free_vars,
+    RuleExpr, RulesVar, RuleVars, SrcVar, Variable, bound_vars, free_vars, scopes,
 )
 from fastdatomic.types import Keyword, Symbol
 
@@ -350,12 +350,7 @@ def _branches(c):
 
 def _check(clauses, outer):
     """Check variable scoping of ``clauses`` given the vars ``outer`` makes available."""
-    binds = [bound_vars(c) for c in clauses]
-    for i, c in enumerate(clauses):
-        others = set(outer)
-        for j, b in enumerate(binds):
-            if j != i:
-                others |= b
+    for c, others in zip(clauses, scopes(clauses, outer)):
         t = type(c)
         if t is Predicate or t is Function:
             used = {a for a in c.args if type(a) is Variable}
@@ -615,12 +610,7 @@ def _build(q) -> Query:
 
 def _check_top(where, in_vars):
     """Run :meth:`_check` per top-level clause, remembering which one failed (``_index``)."""
-    binds = [bound_vars(c) for c in where]
-    for i, c in enumerate(where):
-        others = set(in_vars)
-        for j, b in enumerate(binds):
-            if j != i:
-                others |= b
+    for i, (c, others) in enumerate(zip(where, scopes(where, in_vars))):
         try:
             # check c alone, with everything the rest of the query binds as its outer scope
             _check((c,), others)
