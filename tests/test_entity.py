@@ -1,10 +1,9 @@
 """The entity API (fastdatomic.db.entity): lazy, read-only, dict-like entity views."""
 
-import uuid
 
 import pytest
 
-import fastdatomic as fd
+from txfns_helper import fresh_conn
 from fastdatomic import Keyword as K
 from fastdatomic.db.entity import Entity, entity
 from fastdatomic.errors import NotAnEntityError
@@ -25,10 +24,7 @@ SCHEMA = """[
 
 @pytest.fixture(scope="module")
 def world():
-    uri = f"fastdatomic:mem://{uuid.uuid4()}"
-    fd.create_database(uri)
-    conn = fd.connect(uri)
-    conn.transact(SCHEMA)
+    conn = fresh_conn(SCHEMA)
     r = conn.transact("""[
       {:db/id "ann" :person/name "Ann" :person/age 31 :person/friends ["bob" "cat"]
        :person/tags [:red :blue] :person/status :status/active

@@ -4,11 +4,10 @@ Result maps have Keyword keys; card-many values are lists in index order; refs w
 sub-pattern are {:db/id e}; components expand with [*]; nothing matching -> None.
 """
 
-import uuid
 
 import pytest
 
-import fastdatomic as fd
+from txfns_helper import fresh_conn
 from fastdatomic import Keyword as K
 from fastdatomic.db.pull import pull, pull_many, parse_pattern
 from fastdatomic.errors import InvalidValueError, NotAnEntityError
@@ -40,11 +39,7 @@ SCHEMA = """[
 
 
 def _conn():
-    uri = f"fastdatomic:mem://{uuid.uuid4()}"
-    fd.create_database(uri)
-    conn = fd.connect(uri)
-    conn.transact(SCHEMA)
-    return conn
+    return fresh_conn(SCHEMA)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 """The same query in different clause orders gives identical results; benchmark shapes q1..q4."""
 
 import itertools
-import uuid
 
 import pytest
 
 import fastdatomic as fd
+from txfns_helper import fresh_conn
 from fastdatomic.query.engine import q
 from test_query_data import people
 
@@ -38,10 +38,7 @@ def test_permutations_with_not(order):
 
 @pytest.fixture(scope="module")
 def bench():
-    uri = f"fastdatomic:mem://bench-{uuid.uuid4().hex}"
-    fd.create_database(uri)
-    conn = fd.connect(uri)
-    conn.transact('''[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one}
+    conn = fresh_conn('''[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one}
      {:db/ident :last-name :db/valueType :db.type/string :db/cardinality :db.cardinality/one}
      {:db/ident :age :db/valueType :db.type/long :db/cardinality :db.cardinality/one}
      {:db/ident :sex :db/valueType :db.type/keyword :db/cardinality :db.cardinality/one}

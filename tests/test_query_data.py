@@ -1,8 +1,7 @@
 """Shared query test data: a small people / friends / orders database (imported by test_query_*)."""
 
-import uuid
 
-import fastdatomic as fd
+from txfns_helper import fresh_conn
 from fastdatomic.types import Keyword
 
 K = Keyword
@@ -47,11 +46,7 @@ PEOPLE = """[
 
 
 def fresh():
-    uri = f"fastdatomic:mem://q-{uuid.uuid4().hex}"
-    fd.create_database(uri)
-    conn = fd.connect(uri)
-    conn.transact(SCHEMA)
-    return conn
+    return fresh_conn(SCHEMA)
 
 
 _CACHE = {}

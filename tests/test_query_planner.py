@@ -1,19 +1,16 @@
 """The cost-based planner: clause order in the text changes neither results nor the plan."""
 
-import uuid
 
 import pytest
 
 import fastdatomic as fd
+from txfns_helper import fresh_conn
 from fastdatomic.query.engine import QueryError, explain
 
 
 @pytest.fixture(scope="module")
 def db():
-    uri = f"fastdatomic:mem://planner-{uuid.uuid4().hex}"
-    fd.create_database(uri)
-    conn = fd.connect(uri)
-    conn.transact("""[{:db/ident :p/name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
+    conn = fresh_conn("""[{:db/ident :p/name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
                       {:db/ident :p/age  :db/valueType :db.type/long   :db/cardinality :db.cardinality/one}
                       {:db/ident :p/sex  :db/valueType :db.type/keyword :db/cardinality :db.cardinality/one}]""")
     names = ["Ivan", "Petr", "Oleg", "Anna", "Olga"]

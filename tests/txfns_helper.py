@@ -84,11 +84,14 @@ def valid_user(db, eid):
 # --- utilities ------------------------------------------------------------------------
 
 def fresh_conn(*schema):
-    """A connection to a new, uniquely named ``mem`` database, with ``schema`` transacted."""
-    uri = f"fastdatomic:mem://tx-test-{uuid.uuid4().hex}"
+    """A connection to a new, uniquely named ``mem`` database, with ``schema`` transacted:
+    schema maps, or one string of EDN tx-data."""
+    uri = f"fastdatomic:mem://test-{uuid.uuid4().hex}"
     assert fd.create_database(uri) is True
     conn = fd.connect(uri)
-    if schema:
+    if len(schema) == 1 and isinstance(schema[0], str):
+        conn.transact(schema[0])
+    elif schema:
         conn.transact(list(schema))
     return conn
 
