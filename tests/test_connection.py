@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import threading
-import time
 import uuid
 
 import pytest
@@ -336,9 +335,7 @@ def test_db_never_blocks_while_a_transaction_runs(conn):
     fut = conn.transact_async([[name], {":p/name": "slow"}])
     try:
         assert started.wait(5)
-        t0 = time.perf_counter()
-        db = conn.db()
-        assert time.perf_counter() - t0 < 0.5
+        db = conn.db()          # returns while the writer is held inside the transaction
         assert db.basis_t == b and eid(db, "slow") is None
         assert not fut.done()
     finally:
@@ -354,11 +351,10 @@ def test_transact_timeout_is_honoured_and_retry_with_tx_id_is_safe(conn):
     timer = threading.Timer(1.5, release.set)   # bounds the test if the timeout is ignored
     timer.start()
     tid = uuid.uuid4()
-    t0 = time.perf_counter()
     try:
         with pytest.raises(TimeoutError):
             conn.transact([{":p/name": "late"}], tx_id=tid, timeout=0.2)
-        assert time.perf_counter() - t0 < 1.0
+        assert not busy.done()   # it gave up while the writer was still held: the timeout worked
     finally:
         release.set()
         timer.cancel()

@@ -367,14 +367,12 @@ def test_new_schema_recompiles_cached_pattern():
     assert pull(conn.db(), "[:thing/label]", e) == {K("thing/label"): "hi"}
 
 
-def test_pull_many_thousand_entities_is_quick():
-    import time
+def test_pull_many_thousand_entities():
+    # Its speed is measured in bench/compare (b-pull1000), not asserted here.
     conn = _conn()
     conn.transact([{NAME: f"p{i}", K("person/age"): i, K("person/tags"): [K("a"), K("b")]}
                    for i in range(1000)])
     db = conn.db()
     es = [d.e for d in db.datoms("aevt", ":person/name")]
-    t0 = time.perf_counter()
     got = pull_many(db, "[:person/name :person/age :person/tags]", es)
-    assert time.perf_counter() - t0 < 2.0
     assert len(got) == 1000 and all(g[TAGS] == [K("a"), K("b")] for g in got)
