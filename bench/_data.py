@@ -16,7 +16,9 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-from fastdatomic.db.catalog import DatabaseWriter, create_database, load_database  # noqa: E402
+from fastdatomic.db.catalog import (  # noqa: E402
+    DatabaseWriter, create_database, list_databases, load_database,
+)
 from fastdatomic.db.schema import TYPE_ENTITY, CARD_ONE  # noqa: E402
 from fastdatomic.db.segments import SegmentStore  # noqa: E402
 from fastdatomic._core.codec import (  # noqa: E402
@@ -66,7 +68,7 @@ def big_db(n_datoms: int = 10_000_000, cache_bytes: int = 2 << 30):
     """The cached n-datom benchmark database (built on first use: about a minute for 10M)."""
     path = os.path.join(HERE, "results", f"db-{n_datoms}-v{DATA_VERSION}")
     st = open_storage("dev", path=path)
-    if "bench" not in __import__("fastdatomic.db.catalog", fromlist=["x"]).list_databases(st):
+    if "bench" not in list_databases(st):
         print(f"building the {n_datoms:,}-datom benchmark database in {path} ...", file=sys.stderr)
         create_database(st, "bench-building")
         w = DatabaseWriter(st, "bench-building")

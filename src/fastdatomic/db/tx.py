@@ -82,13 +82,12 @@ def cancel(message: str, data: dict | None = None):
 class TempId:
     """A temporary id inside one transaction (string tempids and nested maps)."""
 
-    __slots__ = ("name", "eid", "parent", "auto")
+    __slots__ = ("name", "eid", "parent")
 
-    def __init__(self, name, auto=False):
+    def __init__(self, name):
         self.name = name
         self.eid = None
         self.parent = None
-        self.auto = auto
 
     def root(self) -> "TempId":
         t = self
@@ -260,7 +259,7 @@ class _Tx:
             e = m[":db/id"]
         else:
             self.auto += 1
-            e = TempId(f"#auto-{self.auto}", auto=True)
+            e = TempId(f"#auto-{self.auto}")   # "#auto-" names stay out of report tempids
         has_unique = False
         plain = self.plain_attrs
         ops_append = self.ops.append
