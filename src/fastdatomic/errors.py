@@ -236,3 +236,44 @@ class QueryParseError(FastDatomicError, ValueError):
 
 
 __all__ += ["QueryParseError"]
+
+
+# --- transactor, network and configuration --------------------------------------
+
+class ConfigError(FastDatomicError, ValueError):
+    """An invalid transactor configuration; the message names the key (and file and line)."""
+
+    kind = "config/invalid"
+
+
+class ProtocolError(FastDatomicError):
+    """A peer/transactor frame that breaks the wire protocol (bad magic, wrong version,
+    oversize or truncated frame, unexpected message); the connection is closed."""
+
+    kind = "fastdatomic.error/protocol"
+
+
+class AuthenticationError(FastDatomicError):
+    """A peer could not prove it holds the storage's secret (ARCHITECTURE §4.10)."""
+
+    kind = "fastdatomic.error/unauthorized"
+    hint = "peers must read the lease from the same storage the transactor uses"
+
+
+class TransactorUnavailableError(TransactionError):
+    """No active transactor could be reached; ``data["outcome"]`` is ``"not-committed"``
+    (the transaction was never sent) or ``"unknown"`` (it was sent, and the connection
+    was lost before the answer): retry with the same ``tx_id`` or ask ``tx_outcome``."""
+
+    kind = "db.error/transactor-unavailable"
+
+
+class BusyError(TransactionError):
+    """The transactor refused a transaction under back-pressure (not committed; retry later)."""
+
+    kind = "db.error/busy"
+    hint = "the memory index is past memory-index-max; retry after the indexing job"
+
+
+__all__ += ["ConfigError", "ProtocolError", "AuthenticationError", "TransactorUnavailableError",
+            "BusyError"]

@@ -32,7 +32,7 @@ from fastdatomic.ids import t_to_tx
 
 __all__ = [
     "create_database", "delete_database", "list_databases", "load_database",
-    "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log",
+    "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log", "build_index",
 ]
 
 ROOT_PREFIX = "db/"
@@ -79,8 +79,10 @@ def read_root(storage, name: str) -> tuple[dict, bytes]:
     return root, raw
 
 
-def create_database(storage, name: str) -> bool:
+def create_database(storage, name: str, checks=()) -> bool:
     """Create database ``name`` (genesis transaction at t=0); ``False`` if it exists.
+
+    ``checks`` are storage checks the commit must pass (the transactor's lease epoch).
 
     >>> from fastdatomic.storage import open_storage
     >>> st = open_storage("mem", name="doc-catalog")
@@ -98,11 +100,15 @@ def create_database(storage, name: str) -> bool:
     genesis.append((t_to_tx(0), DB_TXINSTANT, EPOCH_ZERO, True))
     _, keys, flags = empty.apply(genesis, 0, FIRST_FREE_N)
     root = _root_bytes(db_id, name, 0, FIRST_FREE_N, -1, (None,) * 4)
-    return storage.commit(log=[(db_id, 0, encode_log(0, FIRST_FREE_N, keys, flags))],
-                          records=[(ROOT_PREFIX + name, None, root)])
+    ok = storage.commit(log=[(db_id, 0, encode_log(0, FIRST_FREE_N, keys, flags))],
+                        records=[(ROOT_PREFIX + name, None, root)], checks=list(checks))
+    if not ok and checks and storage.get_record(ROOT_PREFIX + name) is None:
+        raise FencedError(f"creating database {name!r} was refused by storage: this writer's "
+                          "lease epoch is stale")
+    return ok
 
 
-def delete_database(storage, name: str) -> bool:
+def delete_database(storage, name: str, checks=()) -> bool:
     """Delete database ``name``; ``False`` if it did not exist. Its log goes at once;
     its segments become garbage for ``gc-storage``.
 
@@ -115,7 +121,10 @@ def delete_database(storage, name: str) -> bool:
     if raw is None:
         return False
     root, raw = read_root(storage, name)
-    if not storage.commit(records=[(ROOT_PREFIX + name, raw, None)]):
+    if not storage.commit(records=[(ROOT_PREFIX + name, raw, None)], checks=list(checks)):
+        if checks:
+            raise FencedError(f"deleting database {name!r} was refused by storage: this writer's "
+                              "lease epoch is stale or the root changed")
         return False
     storage.delete_log(root["db_id"])
     return True
@@ -242,34 +251,38 @@ class DatabaseWriter:
         self._root_raw = new_raw
         self.db = db
 
-    def commit_prepared(self, results) -> None:
+    def commit_prepared(self, results) -> list:
         """Group commit of prepared transactions (``tx.prepare``), each prepared against the
         previous one's ``db_after``: ONE storage commit, then the writer moves on.
 
-        Raises ``FencedError`` (and poisons the writer) when storage refuses the commit.
+        Returns the log entries written, ``[(db_id, t, record bytes), ...]`` (the transactor
+        sends the same bytes to peers). Raises ``FencedError`` (and poisons the writer)
+        when storage refuses the commit.
         """
         if self.poisoned:
             raise FencedError(f"writer of database {self.name!r} was fenced and must not commit")
         log = [(r.db_after.db_id, r.t, encode_log(r.t, r.next_n, r.keys, r.flags)) for r in results]
         self._commit(log, results[-1].db_after)
+        return log
 
     def index(self) -> Database:
-        """The indexing job: merge all novelty into new trees, write segments, CAS the root.
+        """The indexing job, all at once: ``adopt_index(build_index(self.db))``.
 
         Old database values keep reading their own trees and novelty unchanged.
         """
+        return self.adopt_index(build_index(self.db))
+
+    def adopt_index(self, built) -> Database:
+        """Make an index built by ``build_index`` (from an earlier value of this database)
+        durable: CAS the root to the new trees. Novelty newer than the built basis stays
+        in memory, so transactions may continue while ``build_index`` runs elsewhere.
+        """
         if self.poisoned:
             raise FencedError(f"writer of database {self.name!r} was fenced and must not index")
+        roots, basis_t = built
         db = self.db
-        roots, blobs = [], []
-        for i in INDEXES:
-            root, segments = merge_tree(db.segs, db.roots[i], db.memindex.merged(i))
-            roots.append(root)
-            blobs.extend(segments)
-        if blobs:
-            self.storage.put_blobs(blobs)
-        new = db._view(roots=tuple(roots), index_basis_t=db.basis_t,
-                       memindex=db.memindex.after(t_to_tx(db.basis_t)))
+        new = db._view(roots=roots, index_basis_t=basis_t,
+                       memindex=db.memindex.after(t_to_tx(basis_t)))
         new_raw = self._root_for(new)
         if not self.storage.commit(records=[(ROOT_PREFIX + self.name, self._root_raw, new_raw)],
                                    checks=self._checks()):
@@ -277,3 +290,20 @@ class DatabaseWriter:
         self._root_raw = new_raw
         self.db = new
         return new
+
+
+def build_index(db: Database) -> tuple[tuple, int]:
+    """Merge ``db``'s novelty into new segment trees and write the segments to storage.
+
+    Returns ``(roots, basis_t)`` for ``DatabaseWriter.adopt_index``. It only reads ``db``
+    (an immutable value) and writes immutable blobs, so it may run on any thread while
+    the writer goes on committing; the merge kernel releases the GIL.
+    """
+    roots, blobs = [], []
+    for i in INDEXES:
+        root, segments = merge_tree(db.segs, db.roots[i], db.memindex.merged(i))
+        roots.append(root)
+        blobs.extend(segments)
+    if blobs:
+        db.segs.storage.put_blobs(blobs)
+    return tuple(roots), db.basis_t

@@ -1,0 +1,81 @@
+"""``fastdatomic``: database admin and status from the shell.
+
+::
+
+    fastdatomic create fastdatomic:dev://data/people
+    fastdatomic list   fastdatomic:dev://data/*
+    fastdatomic delete fastdatomic:dev://data/people
+    fastdatomic status data            # the lease, the active transactor, every database
+
+``create``/``delete`` go through the active transactor (they are fenced writes);
+``list`` and ``status`` read storage, so they work while no transactor is active.
+Exit status: 0 done, 1 failed (the message says why), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import orjson
+
+__all__ = ["main", "status"]
+
+
+def status(data_dir: str) -> dict:
+    """The lease and every database's basis, read from the storage at ``data_dir``.
+
+    >>> import tempfile
+    >>> status(tempfile.mkdtemp())["lease"] is None
+    True
+    """
+    import os
+    from fastdatomic.db import catalog
+    from fastdatomic.storage import open_storage
+    from fastdatomic.transactor.lease import read_lease
+    if not os.path.exists(os.path.join(data_dir, "data.mdb")):
+        return {"data_dir": os.path.abspath(data_dir), "lease": None, "databases": {}}
+    st = open_storage("dev", path=data_dir)
+    lease = read_lease(st)
+    if lease is not None:
+        lease = {k: v for k, v in lease.items() if k != "secret"}   # never print the secret
+    dbs = {}
+    for name in catalog.list_databases(st):
+        root, _ = catalog.read_root(st, name)
+        dbs[name] = {"basis_t": root["basis_t"], "index_basis_t": root["index_basis_t"]}
+    return {"data_dir": os.path.abspath(data_dir), "lease": lease, "databases": dbs,
+            "read_at": time.time()}
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``fastdatomic`` command."""
+    import fastdatomic as fd
+    from fastdatomic.errors import FastDatomicError
+    ap = argparse.ArgumentParser(prog="fastdatomic", description="fastdatomic database admin")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for cmd, help_ in (("create", "create a database"), ("delete", "delete a database"),
+                       ("list", "list databases (URI ending in /*)")):
+        p = sub.add_parser(cmd, help=help_)
+        p.add_argument("uri")
+    p = sub.add_parser("status", help="lease, active transactor and databases of a data-dir")
+    p.add_argument("data_dir")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "create":
+            print("created" if fd.create_database(args.uri) else "exists")
+        elif args.cmd == "delete":
+            print("deleted" if fd.delete_database(args.uri) else "absent")
+        elif args.cmd == "list":
+            for name in fd.list_databases(args.uri):
+                print(name)
+        else:
+            print(orjson.dumps(status(args.data_dir), option=orjson.OPT_INDENT_2).decode())
+    except FastDatomicError as e:
+        print(f"fastdatomic {args.cmd}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,561 @@
+"""The networked peer: connections to databases in ``dev`` storage through the transactor.
+
+A peer process reads the lease in storage to find the active transactor, connects and
+authenticates (the secret is in storage, never on the wire), subscribes to each database
+it uses, and from then on receives every transaction's novelty in ``t`` order. Index
+segments and the log it reads **straight from storage** (the LMDB environment), with an
+LRU cache bounded by ``object-cache-max``. Queries run here, never in the transactor.
+
+One background thread runs a uvloop event loop with one connection to the transactor,
+shared by every database this process uses. When the transactor goes away the peer keeps
+answering ``db()`` from its last value, watches the lease, and reconnects to whichever
+transactor becomes active (ARCHITECTURE §4.6–4.8), with no action from application code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid as uuid_mod
+
+from fastdatomic import edn
+from fastdatomic._core.frame import FrameDecoder, encode_frame
+from fastdatomic._core.logrec import decode_log
+from fastdatomic.connection import Log, TxFuture, TxReportQueue, _check_tx_id
+from fastdatomic.db import catalog
+from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
+from fastdatomic.db.segments import SegmentStore
+from fastdatomic import errors as E
+from fastdatomic.ids import t_to_tx
+from fastdatomic.transactor import protocol as P
+from fastdatomic.transactor.lease import read_lease
+
+__all__ = ["PeerSystem", "PeerConnection", "peer_system", "shutdown_peers"]
+
+log = logging.getLogger("fastdatomic.peer")
+
+DEFAULT_OBJECT_CACHE = 128 << 20
+RECENT_REPORTS = 4096          # (db_before, db_after, keys) kept per database for tx reports
+LEASE_POLL = 0.02              # s between lease reads while looking for an active transactor
+CONNECT_WAIT = 30.0            # s a request waits for a transactor before failing (not committed)
+MAX_FRAME = 1 << 30
+
+_ERRORS_BY_KIND = {}
+for _name in dir(E):
+    _cls = getattr(E, _name)
+    if isinstance(_cls, type) and issubclass(_cls, E.FastDatomicError):
+        _ERRORS_BY_KIND.setdefault(_cls.kind, _cls)
+
+
+def _error_from(payload: bytes) -> Exception:
+    """Rebuild the transactor's error (same class and kind) from an ERROR payload."""
+    try:
+        msg = P.loads(payload, "ERROR")
+    except E.ProtocolError as e:
+        return e
+    cls = getattr(E, msg.get("class", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, E.FastDatomicError)):
+        cls = _ERRORS_BY_KIND.get(msg.get("kind"), E.FastDatomicError)
+    err = cls(msg.get("message", "error"), data=msg.get("data") or {}, hint=msg.get("hint"))
+    if cls is E.FastDatomicError:
+        err.kind = msg.get("kind", err.kind)
+    return err
+
+
+def _too_large(kind, nbytes, limit) -> Exception:
+    """The error for a request larger than the transactor's ``max-frame-bytes`` (never sent)."""
+    data = {"outcome": "not-committed", "bytes": nbytes, "max_frame_bytes": limit}
+    what = P.KIND_NAMES.get(kind, kind)
+    if kind == P.TRANSACT:
+        return E.TxTooLargeError(
+            f"transaction of {nbytes} bytes (its {what} request) exceeds the transactor's "
+            f"max-frame-bytes {limit}: it was not sent (definitely not committed)", data=data,
+            hint="split the transaction into smaller ones, or raise max-frame-bytes in the "
+                 "transactor properties")
+    return E.ProtocolError(f"{what} request of {nbytes} bytes exceeds the transactor's "
+                           f"max-frame-bytes {limit}: it was not sent", data=data,
+                           hint="raise max-frame-bytes in the transactor properties")
+
+
+class _PeerDb:
+    """This process's view of one database: the latest value plus recent reports."""
+
+    def __init__(self, system, name, db):
+        self.system = system
+        self.name = name
+        self.db = db
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.recent: dict[int, tuple] = {}
+        self.queues: list[TxReportQueue] = []
+        self.gone = None
+
+    def apply(self, records):
+        """Apply log records ``[(t, bytes)]`` (novelty or log catch-up), in order; skips old ones."""
+        with self.lock:
+            db = self.db
+            for rt, rec in records:
+                t, next_n, keys, flags = decode_log(rec)
+                if t <= db.basis_t:
+                    continue
+                if t != db.basis_t + 1 and db.basis_t >= 0:
+                    # A gap (we missed novelty while reconnecting): the log has it.
+                    missing = list(self.system.storage.log_range(db.db_id, db.basis_t + 1, t))
+                    for mt, mrec in missing:
+                        db = self._apply_one(db, mrec)
+                db = self._apply_one(db, rec)
+            self.db = db
+            self.changed.notify_all()
+
+    def _apply_one(self, db, rec):
+        t, next_n, keys, flags = decode_log(rec)
+        if t <= db.basis_t:
+            return db
+        after = db.apply_keys(t, next_n, keys, flags)
+        self.recent[t] = (db, after, keys)
+        if len(self.recent) > RECENT_REPORTS:
+            for old in sorted(self.recent)[: len(self.recent) - RECENT_REPORTS]:
+                del self.recent[old]
+        if self.queues:
+            report = TxReport(db, after, _datoms(keys), {}, t, None)
+            for q in tuple(self.queues):
+                q.offer(report)
+        return after
+
+    def adopt_index(self):
+        """A new durable index is in storage: read its root and drop the novelty it covers."""
+        root, _ = catalog.read_root(self.system.storage, self.name)
+        self.catch_up(root["basis_t"])
+        with self.lock:
+            db = self.db
+            ib = root["index_basis_t"]
+            if ib <= db.index_basis_t or ib > db.basis_t:
+                return
+            self.db = db._view(roots=tuple(root["roots"]), index_basis_t=ib,
+                               memindex=db.memindex.after(t_to_tx(ib)))
+
+    def catch_up(self, target_t):
+        """Read the log from storage up to ``target_t`` (no transactor needed)."""
+        db = self.db
+        if db.basis_t >= target_t:
+            return
+        self.apply(list(self.system.storage.log_range(db.db_id, db.basis_t + 1, target_t + 1)))
+
+    def wait_for(self, t, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.lock:
+            while self.db.basis_t < t:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.changed.wait(left)
+        return True
+
+
+def _datoms(keys):
+    from fastdatomic._core.codec import INDEX_EAVT, decode_key
+    return [decode_key(INDEX_EAVT, k) for k in keys]
+
+
+class _Client(asyncio.Protocol):
+    """The socket to the active transactor (event loop thread)."""
+
+    def __init__(self, system):
+        self.system = system
+        self.decoder = FrameDecoder(MAX_FRAME)
+        self.transport = None
+        self.handshake = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.get_running_loop().create_future()
+        self.last_ping = time.monotonic()
+        self.max_frame_bytes = None      # the transactor's, from WELCOME
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        try:
+            for kind, req_id, payload in self.decoder.feed(data):
+                self.system._on_frame(self, kind, req_id, payload)
+        except E.ProtocolError as e:
+            log.warning("protocol error from transactor: %s", e)
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError(f"connection lost during handshake: {exc}"))
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def send(self, kind, req_id, payload):
+        self.transport.write(encode_frame(kind, req_id, payload))
+
+
+class PeerSystem:
+    """Everything one process shares for one storage: storage, segment cache, the loop
+    thread and the connection to the active transactor."""
+
+    def __init__(self, data_dir: str, object_cache_max: int = DEFAULT_OBJECT_CACHE):
+        from fastdatomic.storage import open_storage
+        self.data_dir = os.path.abspath(data_dir)
+        if not os.path.exists(os.path.join(self.data_dir, "data.mdb")):
+            raise E.StorageUnavailableError(
+                f"no fastdatomic storage at {self.data_dir}: start a transactor with "
+                f"data-dir={self.data_dir} first", data={"path": self.data_dir})
+        self.storage = open_storage("dev", path=self.data_dir)
+        self.segs = SegmentStore(self.storage, object_cache_max)
+        self.dbs: dict[str, _PeerDb] = {}
+        self.pending: dict[int, tuple] = {}      # req_id -> (future, kind), sent
+        self.waiting: list[tuple] = []           # (kind, msg, future, deadline), not yet sent
+        self.next_req = 1
+        self.client: _Client | None = None
+        self.epoch = None
+        self.connected = threading.Event()
+        self.closed = False
+        self.reconnects = 0
+        self.loop = None
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True,
+                                       name=f"fd-peer-{os.path.basename(self.data_dir)}")
+        self.thread.start()
+        started.wait()
+
+    # --- the loop thread -------------------------------------------------------------
+
+    def _run(self, started):
+        import uvloop
+        self.loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        started.set()
+        self.loop.run_until_complete(self._maintain())
+
+    async def _maintain(self):
+        """Stay connected to the active transactor; after a loss, find the new one."""
+        failures = 0
+        while not self.closed:
+            self._flush_waiting()
+            lease = read_lease(self.storage)
+            if lease is None or lease.get("released"):
+                await asyncio.sleep(LEASE_POLL)
+                continue
+            try:
+                await self._connect(lease)
+            except (OSError, ConnectionError, asyncio.TimeoutError, E.FastDatomicError) as e:
+                failures += 1
+                if failures % 50 == 1:
+                    log.info("cannot reach transactor at %s:%s (%s); watching the lease",
+                             lease.get("host"), lease.get("port"), e)
+                await self._await_lease_change(lease, LEASE_POLL * min(failures, 10))
+                continue
+            failures = 0
+            self.connected.set()
+            self._flush_waiting()
+            # Connected: watch for the connection to drop or the lease to move on.
+            client = self.client
+            while not self.closed and not client.lost.done():
+                await asyncio.wait([client.lost], timeout=0.05)
+                cur = read_lease(self.storage)
+                if cur is None or cur.get("epoch") != self.epoch or cur.get("released"):
+                    log.info("lease moved to epoch %s: reconnecting", cur and cur.get("epoch"))
+                    client.transport.abort()
+                    break
+            self.connected.clear()
+            self.client = None
+            self._fail_pending()
+            self.reconnects += 1
+
+    async def _await_lease_change(self, lease, delay):
+        await asyncio.sleep(delay)
+
+    async def _connect(self, lease):
+        loop = asyncio.get_running_loop()
+        ssl_ctx = None
+        if lease.get("fingerprint"):
+            from fastdatomic.transactor.tls import client_context
+            ssl_ctx = client_context()
+        hosts = [h for h in (lease.get("host"), lease.get("alt_host")) if h]
+        last = None
+        for host in hosts:
+            try:
+                transport, client = await asyncio.wait_for(
+                    loop.create_connection(lambda: _Client(self), host, lease["port"], ssl=ssl_ctx),
+                    timeout=2.0)
+                break
+            except (OSError, asyncio.TimeoutError) as e:
+                last = e
+        else:
+            raise ConnectionError(f"no route to transactor {hosts}:{lease.get('port')}: {last}")
+        if ssl_ctx is not None:
+            from fastdatomic.transactor.tls import fingerprint
+            der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            if fingerprint(der) != lease["fingerprint"]:
+                transport.abort()
+                raise E.AuthenticationError("the transactor's certificate does not match the "
+                                            "fingerprint published in storage")
+        try:
+            await asyncio.wait_for(self._handshake(client, lease), timeout=5.0)
+        except BaseException:
+            transport.abort()
+            raise
+        self.client = client
+        self.epoch = lease["epoch"]
+        # (Re)subscribe every database from its local basis; the transactor catches us up.
+        for name, pdb in list(self.dbs.items()):
+            self._send_request(P.SUBSCRIBE, {"db": name, "from_t": pdb.db.basis_t})
+
+    async def _handshake(self, client, lease):
+        challenge = await client.handshake
+        nonce = bytes.fromhex(challenge["nonce"])
+        cnonce = secrets.token_bytes(16)
+        client.handshake = asyncio.get_running_loop().create_future()
+        client.send(P.AUTH, 0, P.dumps({"cnonce": cnonce.hex(), "pid": os.getpid(),
+                                        "mac": P.peer_mac(lease["secret"], nonce, cnonce)}))
+        welcome = await client.handshake
+        if welcome.get("mac") != P.transactor_mac(lease["secret"], cnonce, nonce):
+            raise E.AuthenticationError("the transactor could not prove it holds the storage secret")
+        limit = welcome.get("max_frame_bytes")
+        client.max_frame_bytes = limit if isinstance(limit, int) and limit > 0 else None
+
+    def _on_frame(self, client, kind, req_id, payload):
+        if kind == P.NOVELTY:
+            name, rec = P.parse_novelty(payload)
+            pdb = self.dbs.get(name)
+            if pdb is not None:
+                t = decode_log(rec)[0]
+                pdb.apply([(t, rec)])
+        elif kind in (P.REPLY, P.ERROR) and req_id:
+            entry = self.pending.pop(req_id, None)
+            if entry is not None and not entry[0].done():
+                if kind == P.REPLY:
+                    entry[0].set_result(P.loads(payload, "REPLY"))
+                else:
+                    entry[0].set_exception(_error_from(payload))
+        elif kind == P.PING:
+            client.last_ping = time.monotonic()
+        elif kind == P.INDEXED:
+            msg = P.loads(payload, "INDEXED")
+            pdb = self.dbs.get(msg.get("db"))
+            if pdb is not None:
+                self.loop.run_in_executor(None, pdb.adopt_index)
+        elif kind == P.DB_GONE:
+            msg = P.loads(payload, "DB_GONE")
+            pdb = self.dbs.pop(msg.get("db"), None)
+            if pdb is not None:
+                pdb.gone = f"database {pdb.name!r} was deleted"
+        elif kind == P.CHALLENGE and not client.handshake.done():
+            client.handshake.set_result(P.loads(payload, "CHALLENGE"))
+        elif kind == P.WELCOME and not client.handshake.done():
+            client.handshake.set_result(P.loads(payload, "WELCOME"))
+        elif kind == P.ERROR:
+            err = _error_from(payload)
+            if not client.handshake.done():
+                client.handshake.set_exception(err)
+            log.warning("transactor closed the connection: %s", err)
+
+    def _send_request(self, kind, msg, fut=None):
+        """Send a request on the loop thread; its reply resolves ``fut``."""
+        fut = fut or concurrent.futures.Future()
+        if self.client is None:
+            fut.set_exception(E.TransactorUnavailableError(
+                "no transactor connection: the request was not sent",
+                data={"outcome": "not-committed"}))
+            return fut
+        payload = P.dumps(msg)
+        limit = self.client.max_frame_bytes
+        if limit is not None and len(payload) > limit:
+            # The transactor would refuse the frame and drop the connection (failing every
+            # other request in flight): refuse it here, before sending, and say why.
+            fut.set_exception(_too_large(kind, len(payload), limit))
+            return fut
+        req_id = self.next_req
+        self.next_req = (self.next_req % 0xFFFFFFFE) + 1
+        self.pending[req_id] = (fut, kind)
+        self.client.send(kind, req_id, payload)
+        return fut
+
+    def _fail_pending(self):
+        pending, self.pending = self.pending, {}
+        for fut, kind in pending.values():
+            if not fut.done():
+                fut.set_exception(E.TransactorUnavailableError(
+                    "the connection to the transactor was lost before the answer: the outcome is "
+                    "unknown; retry with the same tx_id (idempotent) or ask tx_outcome",
+                    data={"outcome": "unknown"}))
+
+    # --- called from user threads ----------------------------------------------------------
+
+    def request(self, kind, msg, timeout=None) -> concurrent.futures.Future:
+        """Send ``msg`` to the active transactor; never blocks the caller.
+
+        While no transactor is connected the request waits (up to ``timeout`` seconds,
+        default ``CONNECT_WAIT``) for one; if none comes it fails as *not committed*.
+        """
+        fut = concurrent.futures.Future()
+        deadline = time.monotonic() + (CONNECT_WAIT if timeout is None else timeout)
+        self.loop.call_soon_threadsafe(self._send_or_wait, kind, msg, fut, deadline)
+        return fut
+
+    def _send_or_wait(self, kind, msg, fut, deadline):
+        if self.client is not None:
+            self._send_request(kind, msg, fut)
+        else:
+            self.waiting.append((kind, msg, fut, deadline))
+
+    def _flush_waiting(self):
+        """On connect: send what waited; otherwise fail what waited too long."""
+        waiting, self.waiting = self.waiting, []
+        now = time.monotonic()
+        for kind, msg, fut, deadline in waiting:
+            if fut.done():
+                continue
+            if self.client is not None:
+                self._send_request(kind, msg, fut)
+            elif now >= deadline:
+                fut.set_exception(E.TransactorUnavailableError(
+                    "no active transactor reachable: the request was not sent (definitely not "
+                    "committed)", data={"outcome": "not-committed"}))
+            else:
+                self.waiting.append((kind, msg, fut, deadline))
+
+    def call(self, kind, msg, timeout=30.0) -> dict:
+        return self.request(kind, msg, timeout).result(timeout)
+
+    def database(self, name) -> _PeerDb:
+        """The local state of ``name``, loaded from storage and subscribed on first use."""
+        pdb = self.dbs.get(name)
+        if pdb is not None:
+            return pdb
+        db = catalog.load_database(self.storage, name, segs=self.segs)
+        pdb = _PeerDb(self, name, db)
+        self.dbs[name] = pdb
+        if self.connected.is_set():
+            self.loop.call_soon_threadsafe(
+                lambda: self._send_request(P.SUBSCRIBE, {"db": name, "from_t": pdb.db.basis_t}))
+        return pdb
+
+    def close(self):
+        """Disconnect and stop the loop thread; connections of this system stop updating."""
+        self.closed = True
+        client = self.client
+        if client is not None:
+            try:
+                self.loop.call_soon_threadsafe(client.transport.close)
+            except RuntimeError:
+                pass
+
+
+_systems: dict[str, PeerSystem] = {}
+_systems_lock = threading.Lock()
+
+
+def shutdown_peers():
+    """Close every peer system of this process (tests; a service just exits)."""
+    with _systems_lock:
+        systems = list(_systems.values())
+        _systems.clear()
+    for s in systems:
+        s.close()
+        s.thread.join(2.0)
+
+
+def peer_system(data_dir: str, object_cache_max: int = DEFAULT_OBJECT_CACHE) -> PeerSystem:
+    """The process-wide ``PeerSystem`` of ``data_dir`` (made on first use)."""
+    key = os.path.abspath(data_dir)
+    with _systems_lock:
+        system = _systems.get(key)
+        if system is None or system.closed:
+            system = _systems[key] = PeerSystem(key, object_cache_max)
+        return system
+
+
+class PeerConnection:
+    """A connection to one database through the active transactor (the ``Connection`` API)."""
+
+    def __init__(self, uri, system: PeerSystem, name: str):
+        self.uri = uri
+        self.system = system
+        self.name = name
+        self._db = system.database(name)
+        self.storage = system.storage
+
+    def db(self):
+        """The latest local value, immediately, also while no transactor is reachable."""
+        if self._db.gone:
+            raise E.DatabaseNotFoundError(self._db.gone)
+        return self._db.db
+
+    def transact(self, tx_data, *, tx_id=None, timeout=None) -> TxReport:
+        """Send ``tx_data`` to the transactor; returns its ``TxReport`` once durable.
+
+        On failure the error says whether the transaction is definitely not committed
+        (``data["outcome"] == "not-committed"``) or its outcome is unknown; retrying with
+        the same ``tx_id`` is always safe.
+        """
+        return self.transact_async(tx_data, tx_id=tx_id, _timeout=timeout).result(timeout)
+
+    def transact_async(self, tx_data, *, tx_id=None, _timeout=None) -> TxFuture:
+        """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``)."""
+        tx_id = _check_tx_id(tx_id) or uuid_mod.uuid4()
+        text = tx_data if isinstance(tx_data, str) else edn.dumps(tx_data)
+        out = TxFuture()
+        raw = self.system.request(P.TRANSACT, {"db": self.name, "tx": text, "tx_id": str(tx_id)},
+                                  _timeout)
+        pdb = self._db
+
+        def done(f):
+            try:
+                reply = f.result()
+                t = reply["t"]
+                if not pdb.wait_for(t, 30.0):
+                    pdb.catch_up(t)
+                if reply.get("duplicate"):
+                    report = report_for_existing(self.storage, pdb.db, t, tx_id)
+                else:
+                    before, after, keys = pdb.recent.get(t) or (pdb.db.as_of(t - 1), pdb.db.as_of(t), None)
+                    report = TxReport(before, after, _datoms(keys) if keys is not None else [],
+                                      reply.get("tempids", {}), t, tx_id)
+                out.set_result(report)
+            except BaseException as e:
+                out.set_exception(e)
+        raw.add_done_callback(done)
+        return out
+
+    def sync(self, t=None, timeout=None):
+        """A value including every transaction committed so far: the basis is read from
+        storage (linearizable, ARCHITECTURE §4.6), the novelty from the transactor or the log.
+        """
+        if t is None:
+            root, _ = catalog.read_root(self.storage, self.name)
+            t = root["basis_t"]
+        if not self._db.wait_for(t, 0.05 if timeout is None else min(timeout, 0.05)):
+            self._db.catch_up(t)
+        return self.db()
+
+    def tx_outcome(self, tx_id):
+        """The ``t`` of the committed transaction with ``tx_id``, or ``None``."""
+        return lookup_tx(self.sync(), tx_id)
+
+    def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
+        """A bounded queue receiving the report of every later transaction (from any peer)."""
+        q = TxReportQueue(maxsize)
+        self._db.queues.append(q)
+        return q
+
+    def remove_tx_report_queue(self, q):
+        if q in self._db.queues:
+            self._db.queues.remove(q)
+
+    def log(self) -> Log:
+        """The database's log as a value at the current basis (read from storage)."""
+        db = self.db()
+        return Log(self.storage, db.db_id, db.basis_t)
+
+    def release(self):
+        """Release this connection (the process keeps its peer system)."""
+
+    def __repr__(self):
+        return f"<PeerConnection {self.uri} basis-t={self._db.db.basis_t}>"

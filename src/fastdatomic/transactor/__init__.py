@@ -1,0 +1,1 @@
+"""The transactor process: configuration, lease and heartbeat, network server, pipeline."""

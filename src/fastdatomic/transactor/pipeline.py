@@ -1,0 +1,313 @@
+"""The transaction pipeline: one writer thread, group commit, background indexing, back-pressure.
+
+Peers' transactions arrive on the event loop and queue here. The writer thread takes
+everything pending (up to ``group-commit-max``), applies the transactions of each
+database serially (each prepared against the previous one's result, Datomic's rules in
+``db.tx``), and makes them durable in ONE fenced storage commit per database. Only then
+are they published: novelty to every subscriber, in ``t`` order, then the acks
+(ARCHITECTURE §4.1: ack means durable).
+
+When a database's memory index passes ``memory-index-threshold`` an indexing job builds
+new segment trees on its own thread (the merge kernel releases the GIL) while
+transactions go on; the writer adopts the result with a fenced root CAS. Past
+``memory-index-max`` the writer holds that database's transactions back until the job is
+done (back-pressure with an alarm), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+from fastdatomic.db import catalog
+from fastdatomic.db import tx as txmod
+from fastdatomic.db.report import lookup_tx
+from fastdatomic.db.segments import SegmentStore
+from fastdatomic.errors import (
+    DatabaseNotFoundError, FastDatomicError, FencedError, StorageError,
+)
+
+__all__ = ["Pipeline", "TxRequest", "Outcome"]
+
+log = logging.getLogger("fastdatomic.transactor")
+
+
+class TxRequest:
+    """One queued request: a transaction, or a catalog change (``op`` create/delete)."""
+
+    __slots__ = ("op", "db", "tx_data", "tx_id", "reply", "nbytes", "received")
+
+    def __init__(self, op, db, tx_data=None, tx_id=None, reply=None, nbytes=0):
+        self.op, self.db, self.tx_data, self.tx_id, self.reply = op, db, tx_data, tx_id, reply
+        self.nbytes = nbytes
+        self.received = time.perf_counter()
+
+
+class Outcome:
+    """What happened to one request: ``ok`` with a result dict, or ``error``."""
+
+    __slots__ = ("request", "result", "error")
+
+    def __init__(self, request, result=None, error=None):
+        self.request, self.result, self.error = request, result, error
+
+
+class _DbState:
+    __slots__ = ("name", "writer", "indexing", "deferred")
+
+    def __init__(self, name, writer):
+        self.name = name
+        self.writer = writer
+        self.indexing = False
+        self.deferred = collections.deque()    # held back under back-pressure
+
+
+class Pipeline:
+    """The single writer of every database in one storage.
+
+    ``publish(name, log_entries, outcomes, event)`` is called (on the writer thread) after
+    each durable commit; the server hands it to the event loop. ``fatal(reason)`` is called
+    when storage refuses a fenced commit: this transactor was deposed and must stop.
+    """
+
+    def __init__(self, storage, fence, publish, fatal, *, metrics=None,
+                 memory_index_threshold=32 << 20, memory_index_max=512 << 20,
+                 group_commit_max=1000, object_cache_max=128 << 20):
+        self.storage = storage
+        self.fence = fence
+        self.publish = publish
+        self.fatal = fatal
+        self.metrics = metrics
+        self.threshold = memory_index_threshold
+        self.max = memory_index_max
+        self.group_max = group_commit_max
+        self.segs = SegmentStore(storage, object_cache_max)
+        self.dbs: dict[str, _DbState] = {}
+        self.queue = collections.deque()
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.failed = False
+        self.thread = None
+
+    # --- set-up --------------------------------------------------------------
+
+    def load(self):
+        """Load every database's writer (the basis the new active transactor serves)."""
+        for name in catalog.list_databases(self.storage):
+            self._open(name)
+
+    def _open(self, name):
+        writer = catalog.DatabaseWriter(self.storage, name, segs=self.segs, fence=self.fence)
+        self.dbs[name] = _DbState(name, writer)
+        return self.dbs[name]
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, name="fd-writer", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout=10.0):
+        """Finish what is queued, then stop the writer thread."""
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def submit(self, request: TxRequest):
+        """Queue a request (any thread); its outcome comes back through ``publish``."""
+        with self.cond:
+            self.queue.append(request)
+            self.cond.notify()
+
+    def basis(self, name) -> int | None:
+        st = self.dbs.get(name)
+        return None if st is None else st.writer.db.basis_t
+
+    def memory_index_bytes(self) -> int:
+        return sum(st.writer.db.memindex.nbytes for st in list(self.dbs.values())
+                   if st.writer.db is not None)
+
+    # --- the writer thread ------------------------------------------------------
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while not self.queue and not self.stopping:
+                    self.cond.wait()
+                if not self.queue and self.stopping:
+                    return
+                batch = []
+                while self.queue and len(batch) < self.group_max:
+                    batch.append(self.queue.popleft())
+            try:
+                self._process(batch)
+            except BaseException as e:   # never lose the writer silently
+                log.exception("writer thread failed")
+                self.failed = True
+                self.fatal(f"writer thread failed: {e!r}")
+                return
+
+    def _process(self, batch):
+        groups: dict[str, list] = {}
+        for req in batch:
+            if req.op == "adopt":
+                self._adopt(req)
+                continue
+            if req.op in ("create", "delete"):
+                self._flush(groups)
+                groups = {}
+                self._catalog(req)
+                continue
+            groups.setdefault(req.db, []).append(req)
+        self._flush(groups)
+
+    def _flush(self, groups):
+        for name, reqs in groups.items():
+            st = self.dbs.get(name)
+            if st is None:
+                err = DatabaseNotFoundError(f"database {name!r} does not exist",
+                                            data={"name": name})
+                self.publish(name, [], [Outcome(r, error=err) for r in reqs], None)
+                continue
+            if st.deferred or st.writer.db.memindex.nbytes > self.max:
+                # Back-pressure: hold this database's transactions until the index job lands.
+                st.deferred.extend(reqs)
+                if self.metrics:
+                    self.metrics.alarm("back-pressure")
+                self._maybe_index(st)
+                continue
+            self._commit(st, reqs)
+
+    def _commit(self, st, reqs):
+        t0 = time.perf_counter()
+        writer = st.writer
+        db = writer.db
+        results, outcomes = [], []
+        for req in reqs:
+            try:
+                if req.tx_id is not None:
+                    done = lookup_tx(db, req.tx_id)
+                    if done is not None:
+                        outcomes.append(Outcome(req, {"t": done, "tempids": {}, "duplicate": True}))
+                        continue
+                r = txmod.prepare(db, req.tx_data, tx_uuid=req.tx_id)
+            except FastDatomicError as e:
+                outcomes.append(Outcome(req, error=e))
+                continue
+            except Exception as e:       # a bug or a user tx fn blowing up: this tx fails alone
+                log.exception("transaction failed unexpectedly")
+                outcomes.append(Outcome(req, error=e))
+                continue
+            results.append(r)
+            outcomes.append(Outcome(req, r))
+            db = r.db_after
+        entries = []
+        if results:
+            t1 = time.perf_counter()
+            try:
+                entries = writer.commit_prepared(results)
+            except FencedError as e:
+                self.failed = True
+                self.fatal(str(e))
+                return
+            except StorageError as e:
+                # Storage refused before anything was written: the batch is not committed.
+                log.error("storage commit failed: %s", e)
+                for o in outcomes:
+                    if o.error is None and not isinstance(o.result, dict):
+                        o.result, o.error = None, e
+                entries = []
+                results = []
+            if self.metrics and results:
+                self.metrics.log_write(time.perf_counter() - t1, len(results),
+                                       sum(len(e[2]) for e in entries),
+                                       sum(len(r.keys) for r in results))
+        for o in outcomes:
+            if o.error is None and not isinstance(o.result, dict):
+                r = o.result
+                o.result = {"t": r.t, "tempids": r.tempids, "duplicate": False}
+        self.publish(st.name, entries, outcomes, None)
+        if self.metrics:
+            now = time.perf_counter()
+            for req in reqs:
+                self.metrics.transaction(now - req.received)
+            self.metrics.memory_index(self.memory_index_bytes())
+        if results:
+            self._maybe_index(st)
+        del t0
+
+    # --- catalog ----------------------------------------------------------------
+
+    def _catalog(self, req):
+        name = req.db
+        try:
+            if req.op == "create":
+                created = catalog.create_database(self.storage, name, checks=self.fence())
+                if created:
+                    self._open(name)
+                elif name not in self.dbs and catalog.read_root(self.storage, name):
+                    self._open(name)
+                result = {"created": created}
+            else:
+                deleted = catalog.delete_database(self.storage, name, checks=self.fence())
+                st = self.dbs.pop(name, None)
+                if st is not None:
+                    err = DatabaseNotFoundError(f"database {name!r} was deleted")
+                    self.publish(name, [], [Outcome(r, error=err) for r in st.deferred], None)
+                result = {"deleted": deleted}
+            self.publish(name, [], [Outcome(req, result)], "deleted" if req.op == "delete" else None)
+        except FastDatomicError as e:
+            self.publish(name, [], [Outcome(req, error=e)], None)
+
+    # --- indexing ---------------------------------------------------------------
+
+    def _maybe_index(self, st):
+        if st.indexing or st.writer.db is None or st.writer.db.memindex.nbytes <= self.threshold:
+            return
+        st.indexing = True
+        snapshot = st.writer.db
+        threading.Thread(target=self._index_job, args=(st, snapshot), name=f"fd-index-{st.name}",
+                         daemon=True).start()
+
+    def _index_job(self, st, snapshot):
+        t0 = time.perf_counter()
+        try:
+            built = catalog.build_index(snapshot)
+        except BaseException as e:
+            log.exception("indexing job of %r failed", st.name)
+            built = e
+        req = TxRequest("adopt", st.name, tx_data=(built, time.perf_counter() - t0))
+        with self.cond:
+            self.queue.appendleft(req)      # adopt before more novelty piles up
+            self.cond.notify()
+
+    def _adopt(self, req):
+        st = self.dbs.get(req.db)
+        if st is None:
+            return
+        built, secs = req.tx_data
+        st.indexing = False
+        if isinstance(built, BaseException):
+            return
+        try:
+            st.writer.adopt_index(built)
+        except FencedError as e:
+            self.failed = True
+            self.fatal(str(e))
+            return
+        if self.metrics:
+            self.metrics.indexed(secs)
+        log.info("indexed %s up to t=%d in %.3f s", st.name, built[1], secs)
+        self.publish(st.name, [], [], ("indexed", built[1]))
+        if st.deferred:
+            reqs = list(st.deferred)
+            st.deferred.clear()
+            if st.writer.db.memindex.nbytes > self.max:
+                st.deferred.extend(reqs)
+                self._maybe_index(st)
+            else:
+                self._commit(st, reqs)
+        else:
+            self._maybe_index(st)
