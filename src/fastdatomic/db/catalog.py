@@ -270,6 +270,8 @@ class DatabaseWriter:
 
         Old database values keep reading their own trees and novelty unchanged.
         """
+        if self.poisoned:
+            raise FencedError(f"writer of database {self.name!r} was fenced and must not index")
         return self.adopt_index(build_index(self.db))
 
     def adopt_index(self, built) -> Database:
