@@ -24,7 +24,7 @@ from fastdatomic.errors import ConfigError, TransactorUnavailableError
 from fastdatomic.peer import shutdown_peers
 from fastdatomic.storage import open_storage
 from fastdatomic.transactor.lease import read_lease, LEASE_EPOCH
-from transactor_helper import ROOT, start_transactor, wait_until, write_config
+from transactor_helper import ROOT, start_transactor, stop_all, wait_until, write_config
 
 SCHEMA = """[{:db/ident :item/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one
               :db/unique :db.unique/identity}
@@ -35,6 +35,7 @@ SCHEMA = """[{:db/ident :item/n :db/valueType :db.type/long :db/cardinality :db.
 def _peers_closed():
     yield
     shutdown_peers()
+    stop_all()
 
 
 def free_port():

@@ -35,10 +35,22 @@ def write_config(dir_, data_dir, name="transactor", **props):
     return path
 
 
+_running: list = []
+
+
+def stop_all():
+    """kill -9 every transactor a test started and left running (test teardown)."""
+    while _running:
+        p = _running.pop()
+        if p.proc.poll() is None:
+            p.kill()
+
+
 class TransactorProcess:
     """A ``fastdatomic-transactor`` subprocess; ``output`` collects its stdout+stderr lines."""
 
     def __init__(self, config_path, env=None):
+        _running.append(self)
         self.config_path = config_path
         self.output: list[str] = []
         self.started = threading.Event()

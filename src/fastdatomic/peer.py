@@ -31,7 +31,6 @@ from fastdatomic.db import catalog
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic import errors as E
-from fastdatomic.ids import t_to_tx
 from fastdatomic.transactor import protocol as P
 from fastdatomic.transactor.lease import read_lease
 
@@ -96,18 +95,13 @@ class _PeerDb:
         self.gone = None
 
     def apply(self, records):
-        """Apply log records ``[(t, bytes)]`` (novelty or log catch-up), in order; skips old ones."""
+        """Apply log records ``[(t, bytes)]`` (novelty or log catch-up) in order; older ones
+        are skipped. ``t`` values are not contiguous (entity ids share the counter), so
+        completeness comes from the stream itself: a (re)subscription starts at our basis
+        and the transactor sends every record after it, in order."""
         with self.lock:
             db = self.db
             for rt, rec in records:
-                t, next_n, keys, flags = decode_log(rec)
-                if t <= db.basis_t:
-                    continue
-                if t != db.basis_t + 1 and db.basis_t >= 0:
-                    # A gap (we missed novelty while reconnecting): the log has it.
-                    missing = list(self.system.storage.log_range(db.db_id, db.basis_t + 1, t))
-                    for mt, mrec in missing:
-                        db = self._apply_one(db, mrec)
                 db = self._apply_one(db, rec)
             self.db = db
             self.changed.notify_all()
@@ -128,23 +122,20 @@ class _PeerDb:
         return after
 
     def adopt_index(self):
-        """A new durable index is in storage: read its root and drop the novelty it covers."""
-        root, _ = catalog.read_root(self.system.storage, self.name)
-        self.catch_up(root["basis_t"])
-        with self.lock:
-            db = self.db
-            ib = root["index_basis_t"]
-            if ib <= db.index_basis_t or ib > db.basis_t:
-                return
-            self.db = db._view(roots=tuple(root["roots"]), index_basis_t=ib,
-                               memindex=db.memindex.after(t_to_tx(ib)))
+        """A new durable index is in storage: follow the root (log first, then trees)."""
+        self.catch_up()
 
-    def catch_up(self, target_t):
-        """Read the log from storage up to ``target_t`` (no transactor needed)."""
-        db = self.db
-        if db.basis_t >= target_t:
+    def catch_up(self, target_t=None):
+        """Bring this value up to the root in storage (no transactor needed)."""
+        root, _ = catalog.read_root(self.system.storage, self.name)
+        if target_t is not None and self.db.basis_t >= target_t and \
+                root["index_basis_t"] <= self.db.index_basis_t:
             return
-        self.apply(list(self.system.storage.log_range(db.db_id, db.basis_t + 1, target_t + 1)))
+        with self.lock:
+            db = catalog.advance(self.system.storage, self.db, root)
+            if db is not self.db:
+                self.db = db
+                self.changed.notify_all()
 
     def wait_for(self, t, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -371,6 +362,8 @@ class PeerSystem:
             # other request in flight): refuse it here, before sending, and say why.
             fut.set_exception(_too_large(kind, len(payload), limit))
             return fut
+        if not fut.set_running_or_notify_cancel():
+            return fut          # the caller gave up before it was sent: never send it
         req_id = self.next_req
         self.next_req = (self.next_req % 0xFFFFFFFE) + 1
         self.pending[req_id] = (fut, kind)
@@ -495,7 +488,17 @@ class PeerConnection:
         (``data["outcome"] == "not-committed"``) or its outcome is unknown; retrying with
         the same ``tx_id`` is always safe.
         """
-        return self.transact_async(tx_data, tx_id=tx_id, _timeout=timeout).result(timeout)
+        fut = self.transact_async(tx_data, tx_id=tx_id, _timeout=timeout)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if fut.request.cancel():
+                raise E.TransactorUnavailableError(
+                    f"no active transactor within {timeout} s: the transaction was not sent "
+                    "(definitely not committed)", data={"outcome": "not-committed"}) from None
+            raise E.TransactTimeoutError(
+                f"no answer within {timeout} s: the outcome is unknown; retry with tx_id={fut.tx_id} "
+                "(idempotent) or ask tx_outcome", data={"outcome": "unknown"}) from None
 
     def transact_async(self, tx_data, *, tx_id=None, _timeout=None) -> TxFuture:
         """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``)."""
@@ -512,16 +515,20 @@ class PeerConnection:
                 t = reply["t"]
                 if not pdb.wait_for(t, 30.0):
                     pdb.catch_up(t)
-                if reply.get("duplicate"):
+                seen = pdb.recent.get(t)
+                if reply.get("duplicate") or seen is None:
+                    # A retry of a committed transaction, or one we caught up on from the log.
                     report = report_for_existing(self.storage, pdb.db, t, tx_id)
+                    report.duplicate = bool(reply.get("duplicate"))
+                    report.tempids = reply.get("tempids", {})
                 else:
-                    before, after, keys = pdb.recent.get(t) or (pdb.db.as_of(t - 1), pdb.db.as_of(t), None)
-                    report = TxReport(before, after, _datoms(keys) if keys is not None else [],
-                                      reply.get("tempids", {}), t, tx_id)
+                    before, after, keys = seen
+                    report = TxReport(before, after, _datoms(keys), reply.get("tempids", {}), t, tx_id)
                 out.set_result(report)
             except BaseException as e:
                 out.set_exception(e)
         raw.add_done_callback(done)
+        out.request, out.tx_id = raw, tx_id
         return out
 
     def sync(self, t=None, timeout=None):

@@ -54,10 +54,20 @@ def read_lease(storage) -> dict | None:
     return None if raw is None else orjson.loads(raw)
 
 
+def _pid_namespace():
+    # Same hostname is not enough (containers with host networking): pids are only
+    # comparable inside one pid namespace.
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def _holder_is_dead(lease) -> bool:
     # A holder on this machine whose process is gone (kill -9, crash) cannot heartbeat
     # again: a restarted transactor need not wait two intervals to be sure.
-    if lease.get("node") != socket.gethostname() or not lease.get("pid"):
+    if lease.get("node") != socket.gethostname() or not lease.get("pid") \
+            or lease.get("pidns") != _pid_namespace():
         return False
     try:
         os.kill(lease["pid"], 0)
@@ -146,7 +156,7 @@ class LeaseHolder:
             "epoch": epoch, "counter": counter, "host": self.host, "alt_host": self.alt_host,
             "port": self.port, "secret": secret, "fingerprint": self.fingerprint,
             "heartbeat_msec": self.heartbeat_msec, "pid": os.getpid(),
-            "node": socket.gethostname(), "released": released,
+            "node": socket.gethostname(), "pidns": _pid_namespace(), "released": released,
         })
 
     def fence(self) -> list:

@@ -74,7 +74,7 @@ class Pipeline:
 
     def __init__(self, storage, fence, publish, fatal, *, metrics=None,
                  memory_index_threshold=32 << 20, memory_index_max=512 << 20,
-                 group_commit_max=1000, object_cache_max=128 << 20):
+                 group_commit_max=1000, object_cache_max=128 << 20, segs=None):
         self.storage = storage
         self.fence = fence
         self.publish = publish
@@ -83,7 +83,7 @@ class Pipeline:
         self.threshold = memory_index_threshold
         self.max = memory_index_max
         self.group_max = group_commit_max
-        self.segs = SegmentStore(storage, object_cache_max)
+        self.segs = segs or SegmentStore(storage, object_cache_max)
         self.dbs: dict[str, _DbState] = {}
         self.queue = collections.deque()
         self.cond = threading.Condition()
@@ -93,13 +93,24 @@ class Pipeline:
 
     # --- set-up --------------------------------------------------------------
 
-    def load(self):
-        """Load every database's writer (the basis the new active transactor serves)."""
-        for name in catalog.list_databases(self.storage):
-            self._open(name)
+    def load(self, warm=None) -> int:
+        """Open every database's writer (the basis the new active transactor serves).
 
-    def _open(self, name):
-        writer = catalog.DatabaseWriter(self.storage, name, segs=self.segs, fence=self.fence)
+        ``warm`` maps names to current values (a warm standby's): each writer then reads
+        only the log records after them. Returns how many records that was.
+        """
+        warm = warm or {}
+        read = 0
+        for name in catalog.list_databases(self.storage):
+            before = warm.get(name)
+            st = self._open(name, before)
+            if before is not None and st.writer.db.db_id == before.db_id:
+                read += st.writer.db.basis_t != before.basis_t
+        return read
+
+    def _open(self, name, warm=None):
+        writer = catalog.DatabaseWriter(self.storage, name, segs=self.segs, fence=self.fence,
+                                        warm=warm)
         self.dbs[name] = _DbState(name, writer)
         return self.dbs[name]
 
@@ -210,6 +221,8 @@ class Pipeline:
                 entries = writer.commit_prepared(results)
             except FencedError as e:
                 self.failed = True
+                log.critical("stale write rejected by storage: commit of %d transaction(s) to %r",
+                             len(results), st.name)
                 self.fatal(str(e))
                 return
             except StorageError as e:

@@ -42,6 +42,7 @@ from fastdatomic.transactor import protocol as P
 from fastdatomic.transactor.lease import LeaseHolder
 from fastdatomic.transactor.metrics import TransactorMetrics
 from fastdatomic.transactor.pipeline import Pipeline, TxRequest
+from fastdatomic.transactor.standby import WarmStandby
 
 __all__ = ["Transactor", "EXIT_FENCED"]
 
@@ -51,6 +52,8 @@ EXIT_FENCED = 3            # exit status after losing the lease
 # How long a new connection has to authenticate is `auth-timeout-msec`; how many bytes may
 # queue to one peer that does not read before it is cut off is `peer-backlog-max`.
 CLOSE_GRACE = 5.0          # s a closed connection may take to flush its last ERROR, then abort
+FENCE_GRACE = 0.25         # s a deposed active lets in-hand work hit the fence before exiting
+STANDBY_POLL = 0.025       # s between a standby's lease/log polls (takeover precision)
 
 
 class PeerSession(asyncio.Protocol):
@@ -211,6 +214,7 @@ class Transactor:
         self.subscribers: dict[str, set[PeerSession]] = {}
         self.published: dict[str, int] = {}     # db -> last t sent to subscribers
         self.role = "starting"
+        self.deposed = False        # set when we may have lost the lease: never ack again
         self.stopping = threading.Event()
         self.loop = None
         self.lease = None
@@ -246,25 +250,31 @@ class Transactor:
         self._install_signals()
         self.role = "standby"
         log.info("standby: watching the lease (heartbeat-interval-msec=%d)", cfg.heartbeat_interval_msec)
+        standby = WarmStandby(self.storage, cfg.object_cache_max)
         while not self.stopping.is_set():
             if self.lease.try_acquire():
                 break
+            standby.poll()               # warm: follow every database's log meanwhile
             _, quiet = self.lease.observe()
             self.metrics.heart_monitor_msec.set(min(quiet, 1e9) * 1000.0)
-            self.stopping.wait(min(0.1, cfg.heartbeat_interval_msec / 10000.0))
+            self.stopping.wait(STANDBY_POLL)
         if self.stopping.is_set():
             sock.close()
             return 0
+        t0 = time.monotonic()
         self.role = "active"
         self.metrics.active.set(1)
         self.pipeline = Pipeline(
             self.storage, self.lease.fence, self._publish_from_writer, self._fatal,
             metrics=self.metrics, memory_index_threshold=cfg.memory_index_threshold,
             memory_index_max=cfg.memory_index_max, group_commit_max=cfg.group_commit_max,
-            object_cache_max=cfg.object_cache_max)
-        self.pipeline.load()
+            object_cache_max=cfg.object_cache_max, segs=standby.segs)
+        caught_up = self.pipeline.load(warm=standby.dbs)
         for name, st in self.pipeline.dbs.items():
             self.published[name] = st.writer.db.basis_t
+        log.info("took the lease at epoch %d; databases ready in %.1f ms (%d of %d needed log "
+                 "records since the last standby poll)", self.lease.epoch,
+                 (time.monotonic() - t0) * 1000.0, caught_up, len(self.pipeline.dbs))
         self.pipeline.start()
         threading.Thread(target=self._heartbeat_loop, name="fd-heartbeat", daemon=True).start()
         self.loop = uvloop.new_event_loop()
@@ -303,6 +313,7 @@ class Transactor:
 
     def _fatal(self, reason: str):
         """Lost the lease or a fenced commit failed: never ack again, exit now (§4.2)."""
+        self.deposed = True
         log.critical("FENCED: %s; exiting without acknowledging anything more", reason)
         for h in logging.getLogger().handlers:
             try:
@@ -315,13 +326,20 @@ class Transactor:
         hb = self.config.heartbeat_interval_msec / 1000.0
         last = time.monotonic()
         while not self.stopping.is_set():
-            next_at = last + hb
-            delay = next_at - time.monotonic()
+            delay = last + hb - time.monotonic()
             if delay > 0:
                 time.sleep(delay)   # not Event.wait: the stop path must not skip a heartbeat
             if self.stopping.is_set():
                 return
             t0 = time.monotonic()
+            late = t0 - last > 2 * hb
+            if late:
+                # Paused or starved past two intervals: a standby may already be active.
+                # Stop acknowledging at once (§4.3); storage decides the rest.
+                self.deposed = True
+                self.metrics.alarm("heartbeat-late")
+                log.critical("heartbeat %.3f s after the previous one (interval %.3f s): "
+                             "no more acknowledgements", t0 - last, hb)
             try:
                 ok = self.lease.heartbeat()
             except Exception as e:
@@ -329,12 +347,13 @@ class Transactor:
                 ok = False
             now = time.monotonic()
             if not ok:
-                self._fatal("the lease CAS failed: another transactor took over")
-            if now - last > 2 * hb:
-                # We could not heartbeat in time: a standby may be taking over. Stop.
-                self.metrics.alarm("heartbeat-late")
-                self._fatal(f"heartbeat {now - last:.3f} s after the previous one "
-                            f"(interval {hb:.3f} s): a standby may be taking over")
+                log.critical("stale write rejected by storage: heartbeat at epoch %s", self.lease.epoch)
+            if late or not ok:
+                # Work already in hand meets the fence (each refused commit is logged),
+                # then we go.
+                time.sleep(FENCE_GRACE)
+                self._fatal("the lease CAS failed: another transactor took over" if not ok else
+                            "could not heartbeat within the interval")
             self.metrics.heartbeat_msec.observe((now - last) * 1000.0)
             last = t0 if now - t0 < hb else now
             self.metrics.object_cache_hit_ratio.set(self.pipeline.segs.hit_ratio)
@@ -469,6 +488,8 @@ class Transactor:
         self.loop.call_soon_threadsafe(self._publish, name, entries, outcomes, event)
 
     def _publish(self, name, entries, outcomes, event):
+        if self.deposed:
+            return              # §4.3: a possibly deposed active acknowledges nothing
         per_session: dict[PeerSession, list] = {}
         subs = self.subscribers.get(name, ())
         if entries:
