@@ -303,3 +303,47 @@ def test_sigint_also_stops_gracefully(tmp_path):
     tx.signal(signal.SIGINT)
     assert tx.wait(20) == 0
     assert os.path.exists(tmp_path / "data" / "data.mdb")
+
+
+def test_readme_networked_loop_runs_against_a_real_transactor(tmp_path, capsys):
+    """The README's peer example (the ```py block), with DATA pointing at this test's storage."""
+    import re
+    text = open(os.path.join(ROOT, "README.md")).read()
+    block = re.search(r"```py\n(.*?)```", text, re.S).group(1)
+    assert 'DATA = "data"' in block
+    start_transactor(tmp_path, encrypt_channel="true")
+    exec(compile(block.replace('DATA = "data"', f'DATA = "{tmp_path}/data"'), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "['Ann']" in out and "['people']" in out
+
+
+@pytest.mark.parametrize("name", ["dev-transactor.properties", "dev-standby.properties"])
+def test_bundled_configs_validate(name):
+    from fastdatomic.transactor.config import load_config
+    cfg = load_config(os.path.join(ROOT, "config", name))
+    assert cfg.protocol == "dev" and cfg.heartbeat_interval_msec == 1000 and cfg.pid_file
+
+
+def test_idempotent_retries_across_batches_indexing_and_restart(tmp_path):
+    import uuid
+    tx = start_transactor(tmp_path, memory_index_threshold="64k", memory_index_max="1m")
+    conn = new_db(tmp_path)
+    st = open_storage("dev", path=str(tmp_path / "data"))
+    a, b = uuid.uuid4(), uuid.uuid4()
+    # The same id twice in one group commit: applied once.
+    f1 = conn.transact_async([{":item/n": 1}], tx_id=a)
+    f2 = conn.transact_async([{":item/n": 1}], tx_id=a)
+    r1, r2 = f1.result(20), f2.result(20)
+    assert r1.t == r2.t and (r1.duplicate, r2.duplicate) == (False, True)
+    # After an indexing job the id lives in the durable trees.
+    for chunk in range(10):
+        conn.transact([{":item/n": 100 + chunk * 100 + i, ":item/label": "y" * 60} for i in range(100)])
+    wait_until(lambda: catalog.read_root(st, "db")[0]["index_basis_t"] > r1.t, 20)
+    rb = conn.transact([{":item/n": 2}], tx_id=b)              # b stays in novelty
+    assert conn.transact([{":item/n": 1}], tx_id=a).t == r1.t
+    # After a restart the new transactor knows both (tree and novelty).
+    tx.kill()
+    start_transactor(tmp_path, name="again")
+    again_a = conn.transact([{":item/n": 1}], tx_id=a, timeout=20)
+    again_b = conn.transact([{":item/n": 2}], tx_id=b, timeout=20)
+    assert (again_a.t, again_a.duplicate, again_b.t, again_b.duplicate) == (r1.t, True, rb.t, True)

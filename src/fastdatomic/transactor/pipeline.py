@@ -23,7 +23,10 @@ import time
 
 from fastdatomic.db import catalog
 from fastdatomic.db import tx as txmod
+from fastdatomic.db.memindex import MemoryIndex
 from fastdatomic.db.report import lookup_tx
+from fastdatomic.db.schema import DB_TX_UUID
+from fastdatomic.ids import tx_to_t
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import (
     DatabaseNotFoundError, FastDatomicError, FencedError, StorageError,
@@ -37,11 +40,12 @@ log = logging.getLogger("fastdatomic.transactor")
 class TxRequest:
     """One queued request: a transaction, or a catalog change (``op`` create/delete)."""
 
-    __slots__ = ("op", "db", "tx_data", "tx_id", "reply", "nbytes", "received")
+    __slots__ = ("op", "db", "tx_data", "tx_id", "reply", "nbytes", "received", "db_id")
 
-    def __init__(self, op, db, tx_data=None, tx_id=None, reply=None, nbytes=0):
+    def __init__(self, op, db, tx_data=None, tx_id=None, reply=None, nbytes=0, db_id=None):
         self.op, self.db, self.tx_data, self.tx_id, self.reply = op, db, tx_data, tx_id, reply
         self.nbytes = nbytes
+        self.db_id = db_id      # the database the peer connected to (None: whichever has the name)
         self.received = time.perf_counter()
 
 
@@ -55,13 +59,28 @@ class Outcome:
 
 
 class _DbState:
-    __slots__ = ("name", "writer", "indexing", "deferred")
+    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids", "durable")
 
     def __init__(self, name, writer):
         self.name = name
         self.writer = writer
         self.indexing = False
         self.deferred = collections.deque()    # held back under back-pressure
+        self._index_tx_ids()
+
+    def _index_tx_ids(self):
+        # Idempotency check without scanning novelty per transaction: the tx UUIDs of
+        # every transaction in novelty (t > index basis) live in this dict; older ones are
+        # in the durable trees, which one point lookup answers (``durable``: no novelty).
+        db = self.writer.db
+        self.durable = db._view(memindex=MemoryIndex.empty())
+        novelty = db._view(roots=(None,) * len(db.roots))
+        self.tx_ids = {d.v: tx_to_t(d.e) for d in novelty.datoms("aevt", DB_TX_UUID)}
+
+    def lookup_tx(self, tx_id):
+        """The t of the committed transaction with ``tx_id`` (as ``report.lookup_tx``)."""
+        t = self.tx_ids.get(tx_id)
+        return t if t is not None else lookup_tx(self.durable, tx_id)
 
 
 class Pipeline:
@@ -182,6 +201,17 @@ class Pipeline:
                                             data={"name": name})
                 self.publish(name, [], [Outcome(r, error=err) for r in reqs], None)
                 continue
+            db_id = st.writer.db.db_id
+            current = [r for r in reqs if r.db_id is None or r.db_id == db_id]
+            if len(current) < len(reqs):
+                # Sent on a connection to a database since deleted (and re-created): never
+                # write into the namesake, as an in-process connection would not.
+                err = DatabaseNotFoundError(f"cannot transact: database {name!r} was deleted",
+                                            data={"name": name})
+                self.publish(name, [], [Outcome(r, error=err) for r in reqs if r not in current], None)
+                reqs = current
+                if not reqs:
+                    continue
             if st.deferred or st.writer.db.memindex.nbytes > self.max:
                 # Back-pressure: hold this database's transactions until the index job lands.
                 st.deferred.extend(reqs)
@@ -196,10 +226,11 @@ class Pipeline:
         writer = st.writer
         db = writer.db
         results, outcomes = [], []
+        batch_ids = {}               # tx ids prepared in this batch (not yet in st.tx_ids)
         for req in reqs:
             try:
                 if req.tx_id is not None:
-                    done = lookup_tx(db, req.tx_id)
+                    done = batch_ids.get(req.tx_id) or st.lookup_tx(req.tx_id)
                     if done is not None:
                         outcomes.append(Outcome(req, {"t": done, "tempids": {}, "duplicate": True}))
                         continue
@@ -212,6 +243,7 @@ class Pipeline:
                 outcomes.append(Outcome(req, error=e))
                 continue
             results.append(r)
+            batch_ids[r.tx_uuid] = r.t
             outcomes.append(Outcome(req, r))
             db = r.db_after
         entries = []
@@ -233,6 +265,8 @@ class Pipeline:
                         o.result, o.error = None, e
                 entries = []
                 results = []
+            for r in results:
+                st.tx_ids[r.tx_uuid] = r.t
             if self.metrics and results:
                 self.metrics.log_write(time.perf_counter() - t1, len(results),
                                        sum(len(e[2]) for e in entries),
@@ -310,6 +344,7 @@ class Pipeline:
             self.failed = True
             self.fatal(str(e))
             return
+        st._index_tx_ids()     # the ids up to the new index basis are in the trees now
         if self.metrics:
             self.metrics.indexed(secs)
         log.info("indexed %s up to t=%d in %.3f s", st.name, built[1], secs)

@@ -1,0 +1,147 @@
+"""Durable transactions through a real transactor process (issue #5 figures), with pyperf.
+
+Each pyperf worker starts its own transactor subprocess on a fresh LMDB data-dir
+(loopback, port 0, encrypt-channel=false, sync commits) and one peer in the worker.
+
+- ``tx_inflight_<N>``: time per small transaction (one entity, 2 datoms) with N in flight
+  (N = 1, 8, 64, 256); throughput = 1 / time. N=1 is the sequential latency.
+- ``bulk_import_per_datom``: 1000-entity transactions x 3 attributes, 4 in flight,
+  time per datom.
+- ``peer_connect_10m``: ``fastdatomic.connect`` to the cached 10M-datom database
+  (bench/_data.py) through its transactor: read the root, replay the log tail, subscribe.
+
+Run: ``python bench/bench_network.py -o bench/results/network.json`` (``--fast`` to iterate),
+and ``python bench/bench_network.py --latency`` for p50/p99 of single sequential transactions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+import fastdatomic as fd  # noqa: E402
+from transactor_helper import start_transactor, stop_all  # noqa: E402
+
+SCHEMA = """[{:db/ident :b/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one}
+             {:db/ident :b/s :db/valueType :db.type/string :db/cardinality :db.cardinality/one}
+             {:db/ident :b/k :db/valueType :db.type/long :db/cardinality :db.cardinality/one}]"""
+
+_state = {}
+
+
+def _system():
+    """One transactor + database per worker process."""
+    if "conn" not in _state:
+        d = tempfile.mkdtemp(prefix="fd-bench-net-")
+        atexit.register(shutil.rmtree, d, True)
+        atexit.register(stop_all)
+        start_transactor(d, lmdb_map_size="1g", memory_index_threshold="32m",
+                         memory_index_max="512m")
+        uri = f"fastdatomic:dev://{d}/data/bench"
+        fd.create_database(uri)
+        conn = fd.connect(uri)
+        conn.transact(SCHEMA)
+        _state.update(conn=conn, n=0)
+    return _state["conn"]
+
+
+def run_inflight(loops, inflight):
+    conn = _system()
+    n = _state["n"]
+    futs = []
+    t0 = time.perf_counter()
+    for i in range(loops):
+        if len(futs) >= inflight:
+            futs.pop(0).result(60)
+        futs.append(conn.transact_async([{":b/n": n + i, ":b/s": "x"}]))
+    for f in futs:
+        f.result(60)
+    dt = time.perf_counter() - t0
+    _state["n"] = n + loops
+    return dt
+
+
+def run_bulk(loops):
+    """``loops`` datoms in 1000-entity x 3-attribute transactions, 4 in flight."""
+    conn = _system()
+    per_tx = 3000
+    txs = max(1, loops // per_tx)
+    n = _state["n"]
+    futs = []
+    t0 = time.perf_counter()
+    for j in range(txs):
+        data = [{":b/n": n + j * 1000 + i, ":b/s": f"s{i}", ":b/k": i} for i in range(1000)]
+        if len(futs) >= 4:
+            futs.pop(0).result(120)
+        futs.append(conn.transact_async(data))
+    for f in futs:
+        f.result(120)
+    dt = time.perf_counter() - t0
+    _state["n"] = n + txs * 1000
+    return dt * loops / (txs * per_tx)
+
+
+def run_connect(loops):
+    from fastdatomic.peer import shutdown_peers
+    from _data import big_db, DATA_VERSION   # noqa: F401  (builds the cache once)
+    path = os.path.join(HERE, "results", f"db-10000000-v{DATA_VERSION}")
+    if "big" not in _state:
+        big_db(10_000_000)
+        start_transactor(tempfile.mkdtemp(prefix="fd-bench-connect-"), data_dir=path)
+        _state["big"] = fd.list_databases(f"fastdatomic:dev://{path}/*")[0]
+    uri = f"fastdatomic:dev://{path}/{_state['big']}"
+    total = 0.0
+    for _ in range(loops):
+        shutdown_peers()
+        t0 = time.perf_counter()
+        conn = fd.connect(uri)
+        conn.db()
+        total += time.perf_counter() - t0
+    return total
+
+
+def latency(n=2000):
+    conn = _system()
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.transact([{":b/n": i, ":b/s": "x"}], tx_id=uuid.uuid4())
+        lat.append(time.perf_counter() - t0)
+    lat.sort()
+    print(f"sequential transact latency over {n}: p50 {lat[n // 2] * 1e3:.3f} ms, "
+          f"p99 {lat[int(n * 0.99)] * 1e3:.3f} ms, max {lat[-1] * 1e3:.3f} ms")
+
+
+def _add_args(cmd, args):
+    if args.connect:
+        cmd.append("--connect")    # pyperf workers do not inherit the environment
+
+
+def main():
+    if "--latency" in sys.argv:
+        latency()
+        stop_all()
+        return
+    import pyperf
+    runner = pyperf.Runner(processes=4, values=3, warmups=1, add_cmdline_args=_add_args)
+    runner.argparser.add_argument("--connect", action="store_true",
+                                  help="also time peer connect to the cached 10M-datom database")
+    args = runner.parse_args()
+    for inflight in (1, 8, 64, 256):
+        runner.bench_time_func(f"tx_inflight_{inflight}", run_inflight, inflight, inner_loops=1)
+    runner.bench_time_func("bulk_import_per_datom", run_bulk)
+    if args.connect:
+        runner.bench_time_func("peer_connect_10m", run_connect)
+
+
+if __name__ == "__main__":
+    main()
