@@ -40,7 +40,7 @@ from fastdatomic.errors import (
 from fastdatomic.storage import open_storage
 from fastdatomic.transactor import protocol as P
 from fastdatomic.transactor.lease import LeaseHolder
-from fastdatomic.transactor.metrics import TransactorMetrics
+from fastdatomic.transactor.metrics import TimedReads, TransactorMetrics
 from fastdatomic.transactor.pipeline import Pipeline, TxRequest
 from fastdatomic.transactor.standby import WarmStandby
 
@@ -165,7 +165,7 @@ class PeerSession(asyncio.Protocol):
                 raise ProtocolError(f"unknown message kind {kind} (request {req_id})")
             handler(self, req_id, payload)
         except FastDatomicError as e:
-            self.send(P.ERROR, req_id, P.error_payload(e))
+            self.send(P.ERROR, req_id, _error_bytes(e))
         except Exception as e:    # a bug: this request fails alone, with a reason
             log.exception("peer %s: request %d (kind %d) failed unexpectedly", self.name,
                           req_id, kind)
@@ -250,7 +250,8 @@ class Transactor:
         self._install_signals()
         self.role = "standby"
         log.info("standby: watching the lease (heartbeat-interval-msec=%d)", cfg.heartbeat_interval_msec)
-        standby = WarmStandby(self.storage, cfg.object_cache_max)
+        standby = WarmStandby(self.storage, cfg.object_cache_max,
+                              segment_storage=TimedReads(self.storage, self.metrics))
         while not self.stopping.is_set():
             if self.lease.try_acquire():
                 break
@@ -432,8 +433,13 @@ class Transactor:
             tx_id = uuid_mod.UUID(tx_id) if tx_id is not None else None
         except (ValueError, TypeError, AttributeError):
             raise InvalidTxDataError(f"tx_id {tx_id!r} is not a UUID") from None
-        tx_data = edn.loads(text)
-        self.pipeline.submit(TxRequest("tx", name, tx_data, tx_id, (session, req_id), len(payload)))
+        db_id = msg.get("db_id")
+        if db_id is not None and not isinstance(db_id, str):
+            raise InvalidTxDataError(f"db_id {db_id!r} is not a database id")
+        # Byte strings have no EDN form: the peer writes them as #fastdatomic/bytes.
+        tx_data = edn.loads(text, tags=edn.BYTES_TAGS if "#" + edn.BYTES_TAG in text else None)
+        self.pipeline.submit(TxRequest("tx", name, tx_data, tx_id, (session, req_id), len(payload),
+                                       db_id=db_id))
 
     def on_create(self, session, req_id, payload):
         name = _need_db(P.loads(payload, "CREATE_DB"), "CREATE_DB")
@@ -521,7 +527,7 @@ class Transactor:
                 continue
             try:
                 if o.error is not None:
-                    item = (P.ERROR, req_id, P.error_payload(o.error))
+                    item = (P.ERROR, req_id, _error_bytes(o.error))
                 else:
                     item = (P.REPLY, req_id, _reply_bytes(o.result))
             except Exception as e:
@@ -531,6 +537,29 @@ class Transactor:
             per_session.setdefault(session, []).append(item)
         for s, items in per_session.items():
             s.send_many(items)
+
+
+def _error_bytes(err: BaseException) -> bytes:
+    """The ERROR payload of a failed request, with its ``data`` also as EDN (``data_edn``):
+    keywords, forms and values reach the peer as they were (JSON would make them text)."""
+    payload = P.error_payload(err)
+    data = getattr(err, "data", None)
+    if not data:
+        return payload
+    try:
+        text = edn.dumps(data, default=_edn_or_repr)
+    except (TypeError, ValueError):
+        return payload
+    msg = orjson.loads(payload)
+    msg["data_edn"] = text
+    return orjson.dumps(msg)
+
+
+def _edn_or_repr(x):
+    try:
+        return edn.tagged_bytes(x)
+    except TypeError:
+        return edn.dumps(repr(x))
 
 
 def _reply_bytes(result: dict) -> bytes:

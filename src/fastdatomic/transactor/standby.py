@@ -32,9 +32,10 @@ log = logging.getLogger("fastdatomic.transactor")
 class WarmStandby:
     """Every database's latest value, kept current by ``poll()`` (call it every few ms)."""
 
-    def __init__(self, storage, object_cache_max: int = 128 << 20):
+    def __init__(self, storage, object_cache_max: int = 128 << 20, segment_storage=None):
         self.storage = storage
-        self.segs = SegmentStore(storage, object_cache_max)
+        # Segments may be read through a wrapper (the transactor times them).
+        self.segs = SegmentStore(segment_storage or storage, object_cache_max)
         self.dbs: dict = {}            # name -> Database
         self._raw: dict = {}           # name -> root bytes seen at the last poll
         self.records_applied = 0
