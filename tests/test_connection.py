@@ -31,6 +31,7 @@ from fastdatomic.errors import (
     StorageConfigError, TransactionError, UniqueConflictError, WrongTypeError,
 )
 from fastdatomic.ids import t_to_tx, is_tx
+from txfns_helper import db_uri, system_uri
 
 SCHEMA_EDN = """
 [{:db/ident :p/name   :db/valueType :db.type/string :db/cardinality :db.cardinality/one
@@ -41,7 +42,7 @@ SCHEMA_EDN = """
 
 
 def new_uri() -> str:
-    return f"fastdatomic:mem://conn-{uuid.uuid4().hex}"
+    return db_uri("conn")
 
 
 @pytest.fixture
@@ -120,11 +121,11 @@ def test_delete_is_true_once_then_false():
 def test_list_databases_tracks_create_and_delete():
     u = new_uri()
     name = u.rsplit("/", 1)[1]
-    assert name not in fd.list_databases("fastdatomic:mem://*")
+    assert name not in fd.list_databases(system_uri())
     fd.create_database(u)
-    assert name in fd.list_databases("fastdatomic:mem://*")
+    assert name in fd.list_databases(system_uri())
     fd.delete_database(u)
-    assert name not in fd.list_databases("fastdatomic:mem://*")
+    assert name not in fd.list_databases(system_uri())
 
 
 def test_new_database_is_empty_at_basis_t_0(uri):

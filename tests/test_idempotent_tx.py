@@ -20,6 +20,7 @@ import pytest
 import fastdatomic as fd
 from fastdatomic.errors import InvalidTxDataError, NotAnEntityError, TransactionError, WrongTypeError
 from fastdatomic.ids import t_to_tx
+from txfns_helper import db_uri
 
 SCHEMA_EDN = """
 [{:db/ident :i/name :db/valueType :db.type/string :db/cardinality :db.cardinality/one}
@@ -30,7 +31,7 @@ TX_UUID = ":fastdatomic.tx/uuid"
 
 @pytest.fixture
 def conn():
-    u = f"fastdatomic:mem://idem-{uuid.uuid4().hex}"
+    u = db_uri("idem")
     fd.create_database(u)
     c = fd.connect(u)
     c.transact(SCHEMA_EDN)
@@ -205,7 +206,7 @@ def test_with_does_not_record_an_outcome(conn):
 
 
 def test_outcomes_do_not_survive_delete_and_recreate():
-    u = f"fastdatomic:mem://idem-{uuid.uuid4().hex}"
+    u = db_uri("idem")
     fd.create_database(u)
     try:
         tid = uuid.uuid4()

@@ -9,13 +9,12 @@ exactly the report's ``:tx-data``. ``log`` returns an immutable log value.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 import fastdatomic as fd
 from fastdatomic.errors import NotAnEntityError
 from fastdatomic.ids import t_to_tx, is_tx
+from txfns_helper import db_uri
 
 SCHEMA_EDN = """
 [{:db/ident :l/name :db/valueType :db.type/string :db/cardinality :db.cardinality/one
@@ -31,7 +30,7 @@ def as_set(datoms):
 
 @pytest.fixture
 def conn():
-    u = f"fastdatomic:mem://log-{uuid.uuid4().hex}"
+    u = db_uri("log")
     fd.create_database(u)
     c = fd.connect(u)
     yield c

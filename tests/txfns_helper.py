@@ -6,21 +6,31 @@ Two parts:
   functions for ``:db/fn``, attribute predicates for ``:db.attr/preds`` and entity
   predicates for ``:db.entity/preds``. ``tests/`` is on ``sys.path`` under pytest
   (rootdir conftest), so ``txfns_helper`` imports as a top-level module;
-- small utilities: a fresh ``mem`` connection per test, schema maps, datoms of a
-  report with attribute idents, and ``assert_tx_fails`` which checks the error kind,
-  the message and that the database did not change.
+- small utilities: a fresh connection per test, schema maps, datoms of a report with
+  attribute idents, and ``assert_tx_fails`` which checks the error kind, the message
+  and that the database did not change.
+
+The protocol: ``FASTDATOMIC_TEST_PROTOCOL=mem`` (default) gives in-process databases;
+``=dev`` gives databases in the LMDB storage of one real transactor started for the
+session by ``tests/conftest.py`` (its ``data-dir`` in ``FASTDATOMIC_TEST_DEV_DIR``), so
+the same tests run through the network, EDN on the wire and the networked peer. That
+transactor imports this module at startup (``FASTDATOMIC_TX_FNS=txfns_helper``, with
+``tests/`` on its ``PYTHONPATH``): the functions below are on its "classpath".
 
 Expected results in the tests are written from Datomic's documented behaviour.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 import pytest
 
 import fastdatomic as fd
 from fastdatomic import Keyword as K, Symbol
+from fastdatomic.db.tx import register_tx_fn
 from fastdatomic.errors import FastDatomicError
 
 # --- functions named by symbol from transactions ---------------------------------------
@@ -45,6 +55,31 @@ def inc_attr(db, e, attr, amount):
 def refuse(db, *args):
     """Transaction function that always cancels."""
     fd.cancel("refused by txfns_helper/refuse", {"args": args})
+
+
+def explode(db, message):
+    """Transaction function that raises a plain Python exception."""
+    raise ValueError(message)
+
+
+def forever(db):
+    """Transaction function expanding to itself, forever."""
+    return [[Symbol("txfns_helper/forever")]]
+
+
+def bad_result(db):
+    """Transaction function returning something that is not tx-data."""
+    return [42]
+
+
+def make_named(db, name):
+    """Transaction function making an entity under its own tempid ``"from-fn"``."""
+    return [{":db/id": "from-fn", ":p/name": name}]
+
+
+# Named by keyword, so registered at import: the session transactor imports this module
+# at startup (FASTDATOMIC_TX_FNS=txfns_helper), which is how it has them too.
+register_tx_fn(K("txfns-helper/inc"), inc_attr)
 
 
 def non_negative(v):
@@ -72,6 +107,17 @@ def raising_entity_pred(db, eid):
     raise RuntimeError("entity pred exploded")
 
 
+def block(db, latch):
+    """Transaction function holding the writer until the directory ``latch`` holds a file
+    ``release`` (10 s at most); it writes ``started`` there first. Files, so that a test
+    can hold a transactor in another process too (see ``Latch``)."""
+    open(os.path.join(latch, "started"), "w").close()
+    deadline = time.monotonic() + 10
+    while not os.path.exists(os.path.join(latch, "release")) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return []
+
+
 def valid_user(db, eid):
     """Entity predicate (db-after, eid): the email has an '@' and the age, if any, is >= 18."""
     email = next(iter(db.datoms("eavt", eid, ":user/email")), None)
@@ -83,10 +129,35 @@ def valid_user(db, eid):
 
 # --- utilities ------------------------------------------------------------------------
 
+PROTOCOL = os.environ.get("FASTDATOMIC_TEST_PROTOCOL", "mem")
+if PROTOCOL not in ("mem", "dev"):
+    raise RuntimeError(f"FASTDATOMIC_TEST_PROTOCOL={PROTOCOL!r}: use mem or dev")
+
+
+def _dev_dir():
+    d = os.environ.get("FASTDATOMIC_TEST_DEV_DIR")
+    if not d:
+        raise RuntimeError("FASTDATOMIC_TEST_PROTOCOL=dev but no FASTDATOMIC_TEST_DEV_DIR: "
+                           "the session transactor is started by tests/conftest.py")
+    return d
+
+
+def system_uri():
+    """The URI of the whole test system, for ``list_databases``."""
+    return f"fastdatomic:dev://{_dev_dir()}/*" if PROTOCOL == "dev" else "fastdatomic:mem://*"
+
+
+def db_uri(prefix="test"):
+    """A URI for a new, uniquely named database of the protocol under test."""
+    name = f"{prefix}-{uuid.uuid4().hex}"
+    return f"fastdatomic:dev://{_dev_dir()}/{name}" if PROTOCOL == "dev" else f"fastdatomic:mem://{name}"
+
+
 def fresh_conn(*schema):
-    """A connection to a new, uniquely named ``mem`` database, with ``schema`` transacted:
-    schema maps, or one string of EDN tx-data."""
-    uri = f"fastdatomic:mem://test-{uuid.uuid4().hex}"
+    """A connection to a new, uniquely named database (``mem``, or ``dev`` through the
+    session transactor), with ``schema`` transacted: schema maps, or one string of EDN
+    tx-data."""
+    uri = db_uri()
     assert fd.create_database(uri) is True
     conn = fd.connect(uri)
     if len(schema) == 1 and isinstance(schema[0], str):
@@ -94,6 +165,27 @@ def fresh_conn(*schema):
     elif schema:
         conn.transact(list(schema))
     return conn
+
+
+class Latch:
+    """Holds the writer (in-process or a transactor's) inside a transaction: put ``form``
+    in tx-data, ``wait_started()``, then ``release()``."""
+
+    def __init__(self, dir_):
+        self.dir = str(dir_)
+        os.makedirs(self.dir, exist_ok=True)
+        self.form = [Symbol("txfns_helper/block"), self.dir]
+
+    def wait_started(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(os.path.join(self.dir, "started")):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def release(self):
+        open(os.path.join(self.dir, "release"), "w").close()
 
 
 def attr(ident, vtype, card="one", **props):

@@ -1027,8 +1027,9 @@ _DUMPERS = {
 }
 
 
-def _dump_other(x):
-    """Subclasses of the supported types: the text of a scalar, or (opener, items, closer)."""
+def _dump_other(x, default=None):
+    """Subclasses of the supported types: the text of a scalar, or (opener, items, closer);
+    any other type is ``default``'s text."""
     if isinstance(x, bool):
         return "true" if x else "false"
     for t in (str, int, float, Decimal, Fraction, datetime, uuid.UUID, URI, Keyword, Symbol):
@@ -1042,10 +1043,50 @@ def _dump_other(x):
         return ("(", x, ")")
     if isinstance(x, (set, frozenset)):
         return ("#{", x, "}")
+    if default is not None:
+        r = default(x)
+        if type(r) is not str:
+            raise TypeError(f"dumps default= returned {type(r).__name__}, not EDN text, for {x!r:.60}")
+        return r
     raise TypeError(f"cannot write {type(x).__module__}.{type(x).__qualname__} as EDN: {x!r:.60}")
 
 
-def dumps(obj):
+BYTES_TAG = "fastdatomic/bytes"
+
+
+def tagged_bytes(x):
+    """A ``dumps`` ``default`` writing byte strings (``bytes``, ``bytearray``,
+    ``memoryview``), which EDN has no form for, as ``#fastdatomic/bytes "<base64>"``;
+    ``loads(text, tags=BYTES_TAGS)`` reads them back. The peer sends ``:db.type/bytes``
+    values to the transactor so. Other types raise ``TypeError``.
+
+    >>> text = dumps([b"\\x00\\xff", 1], default=tagged_bytes); text
+    '[#fastdatomic/bytes "AP8=" 1]'
+    >>> loads(text, tags=BYTES_TAGS)
+    [b'\\x00\\xff', 1]
+    """
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        import base64
+        return f'#{BYTES_TAG} "{base64.b64encode(x).decode("ascii")}"'
+    raise TypeError(f"cannot write {type(x).__module__}.{type(x).__qualname__} as EDN: {x!r:.60}")
+
+
+def _read_tagged_bytes(value):
+    import base64
+    import binascii
+    if not isinstance(value, str):
+        raise ValueError(f"#{BYTES_TAG} needs a base64 string, found {value!r:.60}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"invalid #{BYTES_TAG} {value!r:.60}: {e}") from None
+
+
+#: ``loads`` tags reading ``#fastdatomic/bytes "<base64>"`` (see :func:`tagged_bytes`).
+BYTES_TAGS = {BYTES_TAG: _read_tagged_bytes}
+
+
+def dumps(obj, default=None):
     """Write ``obj`` as EDN text that :func:`loads` reads back equal.
 
     ``list`` is a vector, ``tuple`` (and :class:`Form`) a list, ``dict`` a map,
@@ -1053,6 +1094,8 @@ def dumps(obj):
     ``#inst``, ``UUID`` ``#uuid`` and ``URI`` ``#uri``. Other types raise ``TypeError``;
     values with no EDN form (a naive datetime, ``Decimal('NaN')``, a keyword with a
     space) raise ``ValueError``, as does nesting deeper than ``MAX_DEPTH`` (or a cycle).
+    ``default``, as in ``json.dumps``, is called with each object of another type and
+    returns its EDN text or raises ``TypeError`` (e.g. :func:`tagged_bytes`).
 
     >>> dumps([Keyword("db/add"), "tmp", Keyword("person/name"), "Ann \\"A\\""])
     '[:db/add "tmp" :person/name "Ann \\\\"A\\\\""]'
@@ -1086,7 +1129,7 @@ def dumps(obj):
             elif t is frozenset or t is set:
                 opener, items, closer = "#{", x, "}"
             else:
-                r = _dump_other(x)
+                r = _dump_other(x, default)
                 if type(r) is str:
                     w(sep)
                     w(r)

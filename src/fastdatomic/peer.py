@@ -29,6 +29,7 @@ from fastdatomic._core.logrec import decode_log
 from fastdatomic.connection import Log, TxFuture, TxReportQueue, _check_tx_id
 from fastdatomic.db import catalog
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
+from fastdatomic.db.schema import DB_TX_UUID
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic import errors as E
 from fastdatomic.transactor import protocol as P
@@ -60,7 +61,13 @@ def _error_from(payload: bytes) -> Exception:
     cls = getattr(E, msg.get("class", ""), None)
     if not (isinstance(cls, type) and issubclass(cls, E.FastDatomicError)):
         cls = _ERRORS_BY_KIND.get(msg.get("kind"), E.FastDatomicError)
-    err = cls(msg.get("message", "error"), data=msg.get("data") or {}, hint=msg.get("hint"))
+    data = msg.get("data") or {}
+    if isinstance(msg.get("data_edn"), str):      # the data as it was (keywords, forms, values)
+        try:
+            data = edn.loads(msg["data_edn"], tags=edn.BYTES_TAGS)
+        except E.FastDatomicError:
+            pass
+    err = cls(msg.get("message", "error"), data=data, hint=msg.get("hint"))
     if cls is E.FastDatomicError:
         err.kind = msg.get("kind", err.kind)
     return err
@@ -116,7 +123,10 @@ class _PeerDb:
             for old in sorted(self.recent)[: len(self.recent) - RECENT_REPORTS]:
                 del self.recent[old]
         if self.queues:
-            report = TxReport(db, after, _datoms(keys), {}, t, None)
+            # The tx id is on the transaction entity; tempids are not in the log record.
+            datoms = _datoms(keys)
+            tx_id = next((d.v for d in datoms if d.a == DB_TX_UUID), None)
+            report = TxReport(db, after, datoms, {}, t, tx_id)
             for q in tuple(self.queues):
                 q.offer(report)
         return after
@@ -465,6 +475,42 @@ def peer_system(data_dir: str, object_cache_max: int = DEFAULT_OBJECT_CACHE) -> 
         return system
 
 
+def _wire_text(tx_data) -> str:
+    """``tx_data`` as EDN text for the transactor. Values EDN has no form for travel as the
+    in-process system takes them: bytes as ``#fastdatomic/bytes``, naive datetimes as UTC."""
+    try:
+        return edn.dumps(tx_data, default=edn.tagged_bytes)
+    except ValueError:
+        return edn.dumps(_naive_as_utc(tx_data), default=edn.tagged_bytes)
+
+
+def _naive_as_utc(x):
+    from datetime import datetime, timezone
+    if isinstance(x, datetime):
+        return x.replace(tzinfo=timezone.utc) if x.utcoffset() is None else x
+    if isinstance(x, dict):
+        return {_naive_as_utc(k): _naive_as_utc(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set, frozenset)):
+        items = [_naive_as_utc(v) for v in x]
+        return (edn.Form(items) if isinstance(x, edn.Form) else tuple(items) if isinstance(x, tuple)
+                else frozenset(items) if isinstance(x, (set, frozenset)) else items)
+    return x
+
+
+def _unsendable(db, tx_data, err) -> Exception:
+    """The error for tx-data that cannot be written as EDN (a value of a type no attribute
+    takes): the one the transaction gives in-process (``with_`` on the local value, so
+    e.g. a wrong-type error naming the attribute), else an invalid-tx-data error."""
+    try:
+        db.with_(tx_data)
+    except E.FastDatomicError as e:
+        return e
+    except Exception:
+        pass
+    return E.InvalidTxDataError(f"tx-data cannot be sent to the transactor: {err}",
+                                data={"reason": str(err)})
+
+
 class PeerConnection:
     """A connection to one database through the active transactor (the ``Connection`` API)."""
 
@@ -476,9 +522,8 @@ class PeerConnection:
         self.storage = system.storage
 
     def db(self):
-        """The latest local value, immediately, also while no transactor is reachable."""
-        if self._db.gone:
-            raise E.DatabaseNotFoundError(self._db.gone)
+        """The latest local value, immediately, also while no transactor is reachable (and,
+        as in-process, the last value once the database was deleted)."""
         return self._db.db
 
     def transact(self, tx_data, *, tx_id=None, timeout=None) -> TxReport:
@@ -503,11 +548,24 @@ class PeerConnection:
     def transact_async(self, tx_data, *, tx_id=None, _timeout=None) -> TxFuture:
         """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``)."""
         tx_id = _check_tx_id(tx_id) or uuid_mod.uuid4()
-        text = tx_data if isinstance(tx_data, str) else edn.dumps(tx_data)
-        out = TxFuture()
-        raw = self.system.request(P.TRANSACT, {"db": self.name, "tx": text, "tx_id": str(tx_id)},
-                                  _timeout)
         pdb = self._db
+        if pdb.gone:
+            raise E.DatabaseNotFoundError(f"cannot transact: {pdb.gone}")
+        out = TxFuture()
+        # Sent at once and not taken back: cancel() must say False rather than let a
+        # "cancelled" transaction commit (in-process, a queued one can still be cancelled).
+        out.set_running_or_notify_cancel()
+        if isinstance(tx_data, str):
+            text = tx_data
+        else:
+            try:
+                text = _wire_text(tx_data)
+            except (TypeError, ValueError) as e:
+                out.set_exception(_unsendable(pdb.db, tx_data, e))
+                return out
+        # db_id: a connection to a deleted database never writes into a re-created namesake.
+        raw = self.system.request(P.TRANSACT, {"db": self.name, "tx": text, "tx_id": str(tx_id),
+                                               "db_id": pdb.db.db_id}, _timeout)
 
         def done(f):
             try:
