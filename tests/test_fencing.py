@@ -69,3 +69,19 @@ def test_indexing_job_is_fenced_too(storage):
     with pytest.raises(FencedError):
         w.index()
     assert storage.get_record("db/h") == root_before
+
+
+def test_writer_keeps_tx_instant_monotonic_across_a_reload(storage):
+    """A new writer (restart or takeover) starts from the last transaction's instant, so a
+    clock that went back cannot make :db/txInstant go back."""
+    from datetime import timedelta
+    from fastdatomic.db import tx as txmod
+    create_database(storage, "mono")
+    w = DatabaseWriter(storage, "mono")
+    future = datetime.now(timezone.utc) + timedelta(days=1)
+    r = txmod.prepare(w.db, [{":db/id": "datomic.tx", ":db/txInstant": future}])
+    w.commit_prepared([r])
+    again = DatabaseWriter(storage, "mono")
+    assert again.db.tx_instant == future
+    r2 = txmod.prepare(again.db, [{":db/doc": "later"}])
+    assert r2.tx_instant > future

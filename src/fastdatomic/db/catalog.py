@@ -233,6 +233,11 @@ class DatabaseWriter:
             self.db = advance(storage, warm, root)
         else:
             self.db = _load(storage, root, segs)
+        if self.db.tx_instant is None and self.db.basis_t > 0:
+            # :db/txInstant stays monotonic across restarts and takeovers, whatever the clock.
+            last = next(iter(self.db.datoms("eavt", t_to_tx(self.db.basis_t), DB_TXINSTANT)), None)
+            if last is not None:
+                self.db = self.db._view(tx_instant=last.v)
         self.poisoned = False
 
     def _checks(self):
