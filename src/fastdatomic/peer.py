@@ -24,7 +24,7 @@ import time
 import uuid as uuid_mod
 
 from fastdatomic import edn
-from fastdatomic._core.frame import FrameDecoder, encode_frame
+from fastdatomic._core.frame import FrameDecoder, encode_frame, encode_frames
 from fastdatomic._core.logrec import decode_log
 from fastdatomic.connection import Log, TxFuture, TxReportQueue, _check_tx_id
 from fastdatomic.db import catalog
@@ -170,6 +170,7 @@ class _Client(asyncio.Protocol):
         self.system = system
         self.decoder = FrameDecoder(MAX_FRAME)
         self.transport = None
+        self.outbox = []
         self.handshake = asyncio.get_running_loop().create_future()
         self.lost = asyncio.get_running_loop().create_future()
         self.last_ping = time.monotonic()
@@ -194,6 +195,17 @@ class _Client(asyncio.Protocol):
 
     def send(self, kind, req_id, payload):
         self.transport.write(encode_frame(kind, req_id, payload))
+
+    def queue(self, kind, req_id, payload):
+        """Send with the other requests of this loop iteration: one write, one syscall."""
+        if not self.outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outbox.append((kind, req_id, payload))
+
+    def _flush(self):
+        out, self.outbox = self.outbox, []
+        if out and not self.transport.is_closing():
+            self.transport.write(encode_frames(out))
 
 
 class PeerSystem:
@@ -377,7 +389,7 @@ class PeerSystem:
         req_id = self.next_req
         self.next_req = (self.next_req % 0xFFFFFFFE) + 1
         self.pending[req_id] = (fut, kind)
-        self.client.send(kind, req_id, payload)
+        self.client.queue(kind, req_id, payload)
         return fut
 
     def _fail_pending(self):

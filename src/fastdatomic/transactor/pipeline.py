@@ -151,6 +151,13 @@ class Pipeline:
             self.queue.append(request)
             self.cond.notify()
 
+    def submit_many(self, requests):
+        """Queue several requests with one wake-up of the writer (a socket read's worth)."""
+        if requests:
+            with self.cond:
+                self.queue.extend(requests)
+                self.cond.notify()
+
     def basis(self, name) -> int | None:
         st = self.dbs.get(name)
         return None if st is None else st.writer.db.basis_t

@@ -91,6 +91,8 @@ class PeerSession(asyncio.Protocol):
         self.server.metrics.remote_peers.set(sum(1 for s in self.server.sessions if s.authed))
 
     def data_received(self, data):
+        server = self.server
+        server.incoming = []       # transactions of this read go to the writer in one wake-up
         try:
             frames = self.decoder.feed(data)
             for kind, req_id, payload in frames:
@@ -102,6 +104,10 @@ class PeerSession(asyncio.Protocol):
         except Exception as e:    # a bug: this connection fails alone, with a reason
             log.exception("peer %s: unexpected error", self.name)
             self.fail(e)
+        finally:
+            incoming, server.incoming = server.incoming, None
+            if incoming and server.pipeline is not None:
+                server.pipeline.submit_many(incoming)
 
     def eof_received(self):
         return False
@@ -215,6 +221,7 @@ class Transactor:
         self.published: dict[str, int] = {}     # db -> last t sent to subscribers
         self.role = "starting"
         self.deposed = False        # set when we may have lost the lease: never ack again
+        self.incoming = None        # transactions parsed from the socket read in progress
         self.stopping = threading.Event()
         self.loop = None
         self.lease = None
@@ -438,8 +445,11 @@ class Transactor:
             raise InvalidTxDataError(f"db_id {db_id!r} is not a database id")
         # Byte strings have no EDN form: the peer writes them as #fastdatomic/bytes.
         tx_data = edn.loads(text, tags=edn.BYTES_TAGS if "#" + edn.BYTES_TAG in text else None)
-        self.pipeline.submit(TxRequest("tx", name, tx_data, tx_id, (session, req_id), len(payload),
-                                       db_id=db_id))
+        req = TxRequest("tx", name, tx_data, tx_id, (session, req_id), len(payload), db_id=db_id)
+        if self.incoming is not None:
+            self.incoming.append(req)      # submitted when this socket read is done
+        else:
+            self.pipeline.submit(req)
 
     def on_create(self, session, req_id, payload):
         name = _need_db(P.loads(payload, "CREATE_DB"), "CREATE_DB")
