@@ -213,12 +213,14 @@ def test_warm_standby_takes_over_without_log_replay(tmp_path):
     a = start_transactor(tmp_path, name="a")
     b = start_transactor(tmp_path, name="b", wait=False)
     uri, conn = new_db(tmp_path)
+    b_log = tmp_path / "b-log" / "transactor.log"
+    wait_until(lambda: b_log.exists() and "standby: watching" in b_log.read_text(), 30)
     for i in range(200):
         conn.transact([{":load/uid": uuid.uuid4(), ":load/seq": i}])
-    time.sleep(0.5)                              # the standby's polls have seen it all
+    time.sleep(1.0)                              # the standby's polls (every 25 ms) saw it all
     a.kill()
     b.wait_started(15)
-    line = next(ln for ln in open(tmp_path / "b-log" / "transactor.log") if "took the lease" in ln)
+    line = next(ln for ln in open(b_log) if "took the lease" in ln)
     m = re.search(r"\((\d+) of (\d+) needed log records", line)
     assert m and m.group(1) == "0" and m.group(2) == "1", line   # warm: nothing to replay
     assert fd.q("[:find (count ?e) . :where [?e :load/seq]]", conn.sync()) == 200
@@ -265,3 +267,43 @@ def test_reads_keep_answering_with_no_transactor(tmp_path):
     assert ei.value.data["outcome"] == "not-committed"
     start_transactor(tmp_path, name="b")         # back: the peer reconnects by itself
     assert conn.transact([{":load/seq": 3}], timeout=20).t > r.t
+
+
+# A lease holder that froze inside a storage write: it holds LMDB's writer lock, so no
+# commit of anyone (the takeover CAS included) can proceed until it resumes. (A process
+# opening the environment meanwhile would wait too, so the standby starts first.)
+FROZEN_IN_WRITE = textwrap.dedent("""
+    import os, signal, sys
+    from fastdatomic.storage import open_storage
+    from fastdatomic.transactor.lease import LeaseHolder
+    st = open_storage("dev", path=sys.argv[1])
+    h = LeaseHolder(st, host="127.0.0.1", port=1, heartbeat_msec=1000)
+    assert h.try_acquire()
+    print("leased", flush=True)
+    sys.stdin.readline()
+    txn = st._e.env.begin(write=True)        # the writer lock, as mid-commit
+    print("frozen", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+""")
+
+
+def test_holder_frozen_inside_a_write_is_killed_so_the_standby_can_take_over(tmp_path):
+    os.makedirs(data_dir(tmp_path))
+    frozen = subprocess.Popen([sys.executable, "-c", FROZEN_IN_WRITE, data_dir(tmp_path)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert frozen.stdout.readline().strip() == "leased"
+        tx = start_transactor(tmp_path, name="b", wait=False)
+        b_log = tmp_path / "b-log" / "transactor.log"
+        wait_until(lambda: b_log.exists() and "standby: watching" in b_log.read_text(), 30)
+        frozen.stdin.write("go\n")
+        frozen.stdin.flush()
+        assert frozen.stdout.readline().strip() == "frozen"
+        tx.wait_started(20)                  # two missed heartbeats, then the blocked CAS
+        assert frozen.wait(10) == -signal.SIGKILL
+        assert "froze inside a storage write; killing it" in b_log.read_text()
+        assert lease(tmp_path)["epoch"] == 2
+    finally:
+        if frozen.poll() is None:
+            frozen.kill()
+            frozen.wait()

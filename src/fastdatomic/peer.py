@@ -282,7 +282,15 @@ class PeerSystem:
             self.reconnects += 1
 
     async def _await_lease_change(self, lease, delay):
-        await asyncio.sleep(delay)
+        """Back off up to ``delay`` s, but return as soon as the lease moves (a new active)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while not self.closed and loop.time() < deadline:
+            await asyncio.sleep(min(LEASE_POLL, max(deadline - loop.time(), 0)))
+            cur = read_lease(self.storage)
+            if cur is None or cur.get("epoch") != lease.get("epoch") or \
+                    cur.get("released") != lease.get("released"):
+                return
 
     async def _connect(self, lease):
         loop = asyncio.get_running_loop()

@@ -26,9 +26,12 @@ False
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import signal
 import socket
+import threading
 import time
 
 import orjson
@@ -37,6 +40,9 @@ __all__ = ["LEASE", "LEASE_EPOCH", "read_lease", "LeaseHolder", "LeaseLost"]
 
 LEASE = "lease"
 LEASE_EPOCH = "lease/epoch"
+STUCK_AFTER = 0.1    # s a takeover CAS may wait on a frozen holder's write lock
+
+log = logging.getLogger("fastdatomic.transactor")
 
 
 class LeaseLost(Exception):
@@ -63,11 +69,16 @@ def _pid_namespace():
         return None
 
 
+def _is_local(lease) -> bool:
+    """The holder is a process of this machine and pid namespace (its pid means something here)."""
+    return (lease.get("node") == socket.gethostname() and bool(lease.get("pid"))
+            and lease.get("pidns") == _pid_namespace())
+
+
 def _holder_is_dead(lease) -> bool:
     # A holder on this machine whose process is gone (kill -9, crash) cannot heartbeat
     # again: a restarted transactor need not wait two intervals to be sure.
-    if lease.get("node") != socket.gethostname() or not lease.get("pid") \
-            or lease.get("pidns") != _pid_namespace():
+    if not _is_local(lease):
         return False
     try:
         os.kill(lease["pid"], 0)
@@ -101,6 +112,7 @@ class LeaseHolder:
         self._seen = None            # (counter, epoch) last observed as standby
         self._seen_at = None         # monotonic time it last changed
         self.last_heartbeat = None   # monotonic time of our last successful heartbeat
+        self.killed_stale = None     # pid of a frozen holder we had to kill to take over
 
     # --- standby side ----------------------------------------------------------
 
@@ -141,13 +153,45 @@ class LeaseHolder:
             epoch = int(old_epoch) + 1
         secret = secrets.token_hex(32)
         new = self._record(epoch, 0, secret)
-        ok = self.storage.commit(records=[(LEASE, raw, new),
-                                          (LEASE_EPOCH, old_epoch, str(epoch).encode())])
+        ok = self._commit_unstuck(lease, records=[(LEASE, raw, new),
+                                                  (LEASE_EPOCH, old_epoch, str(epoch).encode())])
         if not ok:
             return False   # another standby won the race
         self.epoch, self.secret, self.counter, self._raw = epoch, secret, 0, new
         self.last_heartbeat = time.monotonic()
         return True
+
+    def _commit_unstuck(self, lease, **commit) -> bool:
+        """The takeover CAS. A stale holder that froze (SIGSTOP, a stuck VM) *inside* a
+        storage write transaction keeps LMDB's writer lock, and the CAS would wait for it
+        indefinitely. If the CAS has not finished within ``STUCK_AFTER`` and that holder is a
+        process on this machine, kill it (it has missed two heartbeats and is deposed either
+        way; the write it was in never commits). A holder elsewhere cannot be killed: then
+        we wait, as for any storage. A holder frozen *outside* a write does not block the
+        CAS, and when it wakes, its commits are refused by the epoch fence.
+        """
+        out = {}
+
+        def run():
+            try:
+                out["ok"] = self.storage.commit(**commit)
+            except BaseException as e:
+                out["error"] = e
+        th = threading.Thread(target=run, name="fd-lease-cas", daemon=True)
+        th.start()
+        th.join(STUCK_AFTER)
+        if th.is_alive() and lease is not None and _is_local(lease) and lease["pid"] != os.getpid():
+            log.warning("takeover CAS blocked for %.0f ms: the stale active (pid %d) froze inside a "
+                        "storage write; killing it", STUCK_AFTER * 1000, lease["pid"])
+            try:
+                os.kill(lease["pid"], signal.SIGKILL)
+                self.killed_stale = lease["pid"]
+            except (ProcessLookupError, PermissionError):
+                pass
+        th.join()
+        if "error" in out:
+            raise out["error"]
+        return out.get("ok", False)
 
     # --- active side -----------------------------------------------------------
 

@@ -23,10 +23,7 @@ import time
 
 from fastdatomic.db import catalog
 from fastdatomic.db import tx as txmod
-from fastdatomic.db.memindex import MemoryIndex
-from fastdatomic.db.report import lookup_tx
-from fastdatomic.db.schema import DB_TX_UUID
-from fastdatomic.ids import tx_to_t
+from fastdatomic.transactor.txids import TxIds
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import (
     DatabaseNotFoundError, FastDatomicError, FencedError, StorageError,
@@ -59,28 +56,18 @@ class Outcome:
 
 
 class _DbState:
-    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids", "durable")
+    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids")
 
-    def __init__(self, name, writer):
+    def __init__(self, name, writer, tx_ids: TxIds | None = None):
         self.name = name
         self.writer = writer
         self.indexing = False
         self.deferred = collections.deque()    # held back under back-pressure
-        self._index_tx_ids()
-
-    def _index_tx_ids(self):
-        # Idempotency check without scanning novelty per transaction: the tx UUIDs of
-        # every transaction in novelty (t > index basis) live in this dict; older ones are
-        # in the durable trees, which one point lookup answers (``durable``: no novelty).
-        db = self.writer.db
-        self.durable = db._view(memindex=MemoryIndex.empty())
-        novelty = db._view(roots=(None,) * len(db.roots))
-        self.tx_ids = {d.v: tx_to_t(d.e) for d in novelty.datoms("aevt", DB_TX_UUID)}
-
-    def lookup_tx(self, tx_id):
-        """The t of the committed transaction with ``tx_id`` (as ``report.lookup_tx``)."""
-        t = self.tx_ids.get(tx_id)
-        return t if t is not None else lookup_tx(self.durable, tx_id)
+        db = writer.db
+        if tx_ids is not None and tx_ids.db_id == db.db_id and tx_ids.basis_t <= db.basis_t:
+            self.tx_ids = tx_ids.follow(writer.storage, db)    # a warm standby's, caught up
+        else:
+            self.tx_ids = TxIds(db)
 
 
 class Pipeline:
@@ -112,25 +99,25 @@ class Pipeline:
 
     # --- set-up --------------------------------------------------------------
 
-    def load(self, warm=None) -> int:
+    def load(self, warm=None, warm_ids=None) -> int:
         """Open every database's writer (the basis the new active transactor serves).
 
         ``warm`` maps names to current values (a warm standby's): each writer then reads
         only the log records after them. Returns how many records that was.
         """
-        warm = warm or {}
+        warm, warm_ids = warm or {}, warm_ids or {}
         read = 0
         for name in catalog.list_databases(self.storage):
             before = warm.get(name)
-            st = self._open(name, before)
+            st = self._open(name, before, warm_ids.get(name))
             if before is not None and st.writer.db.db_id == before.db_id:
                 read += st.writer.db.basis_t != before.basis_t
         return read
 
-    def _open(self, name, warm=None):
+    def _open(self, name, warm=None, warm_ids=None):
         writer = catalog.DatabaseWriter(self.storage, name, segs=self.segs, fence=self.fence,
                                         warm=warm)
-        self.dbs[name] = _DbState(name, writer)
+        self.dbs[name] = _DbState(name, writer, warm_ids)
         return self.dbs[name]
 
     def start(self):
@@ -237,7 +224,7 @@ class Pipeline:
         for req in reqs:
             try:
                 if req.tx_id is not None:
-                    done = batch_ids.get(req.tx_id) or st.lookup_tx(req.tx_id)
+                    done = batch_ids.get(req.tx_id) or st.tx_ids.lookup(req.tx_id)
                     if done is not None:
                         outcomes.append(Outcome(req, {"t": done, "tempids": {}, "duplicate": True}))
                         continue
@@ -273,7 +260,7 @@ class Pipeline:
                 entries = []
                 results = []
             for r in results:
-                st.tx_ids[r.tx_uuid] = r.t
+                st.tx_ids.add(r.tx_uuid, r.t)
             if self.metrics and results:
                 self.metrics.log_write(time.perf_counter() - t1, len(results),
                                        sum(len(e[2]) for e in entries),
@@ -351,7 +338,7 @@ class Pipeline:
             self.failed = True
             self.fatal(str(e))
             return
-        st._index_tx_ids()     # the ids up to the new index basis are in the trees now
+        st.tx_ids.adopt_index(st.writer.db)   # the ids up to the new basis are in the trees
         if self.metrics:
             self.metrics.indexed(secs)
         log.info("indexed %s up to t=%d in %.3f s", st.name, built[1], secs)

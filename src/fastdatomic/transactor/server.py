@@ -277,7 +277,7 @@ class Transactor:
             metrics=self.metrics, memory_index_threshold=cfg.memory_index_threshold,
             memory_index_max=cfg.memory_index_max, group_commit_max=cfg.group_commit_max,
             object_cache_max=cfg.object_cache_max, segs=standby.segs)
-        caught_up = self.pipeline.load(warm=standby.dbs)
+        caught_up = self.pipeline.load(warm=standby.dbs, warm_ids=standby.tx_ids)
         for name, st in self.pipeline.dbs.items():
             self.published[name] = st.writer.db.basis_t
         log.info("took the lease at epoch %d; databases ready in %.1f ms (%d of %d needed log "

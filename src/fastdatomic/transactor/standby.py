@@ -23,6 +23,7 @@ import orjson
 from fastdatomic.db import catalog
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import DatabaseNotFoundError
+from fastdatomic.transactor.txids import TxIds
 
 __all__ = ["WarmStandby"]
 
@@ -37,6 +38,7 @@ class WarmStandby:
         # Segments may be read through a wrapper (the transactor times them).
         self.segs = SegmentStore(segment_storage or storage, object_cache_max)
         self.dbs: dict = {}            # name -> Database
+        self.tx_ids: dict = {}         # name -> TxIds (novelty's transaction UUIDs)
         self._raw: dict = {}           # name -> root bytes seen at the last poll
         self.records_applied = 0
 
@@ -63,7 +65,13 @@ class WarmStandby:
                 continue                 # deleted between the listing and the read
             self.dbs[name] = db
             self._raw[name] = raw
+            ids = self.tx_ids.get(name)
+            if ids is None or ids.db_id != db.db_id:
+                self.tx_ids[name] = TxIds(db)
+            else:
+                ids.follow(self.storage, db)
         for name in list(self.dbs):
             if name not in seen:
                 del self.dbs[name]
                 self._raw.pop(name, None)
+                self.tx_ids.pop(name, None)
