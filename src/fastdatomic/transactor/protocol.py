@@ -42,11 +42,13 @@ __all__ = [
 # Message kinds (the frame's kind byte).
 CHALLENGE = 1      # transactor -> peer, on connect
 AUTH = 2           # peer -> transactor
-WELCOME = 3        # transactor -> peer: authenticated
-ERROR = 4          # transactor -> peer: a request failed (req_id) or the connection is closed (0)
+WELCOME = 3        # transactor -> peer: authenticated {mac, epoch, max_frame_bytes}
+ERROR = 4          # transactor -> peer: a request failed (req_id) or the connection is closed (0):
+                   # {kind, message, hint, data, data_edn (data with its keywords), class}
 REPLY = 5          # transactor -> peer: a request succeeded (req_id)
 PING = 6           # transactor -> peer every heartbeat: "still active" (peers detect a pause)
-TRANSACT = 10      # {db, tx: EDN text, tx_id: uuid}            -> REPLY {t, tempids, duplicate}
+TRANSACT = 10      # {db, tx: EDN text, tx_id: uuid, db_id?}    -> REPLY {t, tempids, duplicate}
+                   # (db_id: the database the peer connected to; a re-created namesake refuses)
 SUBSCRIBE = 11     # {db, from_t}: novelty after from_t, then live -> REPLY {basis_t, db_id}
 UNSUBSCRIBE = 12   # {db}
 NOVELTY = 13       # binary: u16 name length, name, log record
