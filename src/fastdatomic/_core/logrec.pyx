@@ -22,11 +22,15 @@ from libc.string cimport memcpy
 from libc.stdint cimport uint64_t
 
 from fastdatomic._core.varint cimport put_varint
-from fastdatomic._core.codec cimport encode_key_c
+from fastdatomic._core.codec cimport encode_key_c, read_id
 from fastdatomic.errors import StorageCorruptError
 
-FLAG_AVET = 1
-FLAG_VAET = 2
+cdef enum:
+    F_AVET = 1
+    F_VAET = 2
+
+FLAG_AVET = F_AVET
+FLAG_VAET = F_VAET
 LOG_VERSION = 1
 
 
@@ -50,14 +54,14 @@ cpdef tuple derive_keys(bytes eavt, int flags):
     memcpy(q + 16, p + 16, n - 16)
     avet = None
     vaet = None
-    if flags & FLAG_AVET:
+    if flags & F_AVET:
         avet = PyBytes_FromStringAndSize(NULL, n)
         q = <unsigned char*>PyBytes_AS_STRING(avet)
         memcpy(q, p + 8, 8)
         memcpy(q + 8, p + 16, vlen)
         memcpy(q + 8 + vlen, p, 8)
         memcpy(q + 16 + vlen, p + n - 9, 9)
-    if flags & FLAG_VAET:
+    if flags & F_VAET:
         vaet = PyBytes_FromStringAndSize(NULL, n)
         q = <unsigned char*>PyBytes_AS_STRING(vaet)
         memcpy(q, p + 16, vlen)
@@ -132,37 +136,132 @@ def decode_log(bytes rec):
     return (t, next_n, keys, flags)
 
 
+cdef class KeySink:
+    """Index keys of one transaction, in datom order (see logrec.pxd).
+
+    >>> from fastdatomic._core.codec import TYPE_LONG
+    >>> s = KeySink(); s.append(1, 2, TYPE_LONG, 3, 4, True, FLAG_AVET)
+    >>> [len(x) for x in (s.eavt, s.aevt, s.avet, s.vaet)], s.run_nbytes()
+    ([1, 1, 1, 0], 126)
+    """
+
+    def __cinit__(self):
+        self.eavt = []
+        self.aevt = []
+        self.avet = []
+        self.vaet = []
+        self.flags = []
+
+    cdef int add(self, long long e, long long a, int vtype, object v, long long tx,
+                 bint added, int flags) except -1:
+        return self.add_key(encode_key_c(0, e, a, vtype, v, tx, added), flags)
+
+    cdef int add_key(self, bytes k, int flags) except -1:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(k)
+        cdef Py_ssize_t vlen = n - 16 - 9
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(k)
+        cdef unsigned char* q
+        cdef bytes d
+        if n < 16 + 1 + 9:
+            raise ValueError(f"EAVT key of {n} bytes is too short")
+        d = PyBytes_FromStringAndSize(NULL, n)
+        q = <unsigned char*>PyBytes_AS_STRING(d)
+        memcpy(q, p + 8, 8)
+        memcpy(q + 8, p, 8)
+        memcpy(q + 16, p + 16, n - 16)
+        self.eavt.append(k)
+        self.aevt.append(d)
+        self.flags.append(flags)
+        self.nbytes_eavt += n
+        self.nbytes_aevt += n
+        if flags & F_AVET:
+            d = PyBytes_FromStringAndSize(NULL, n)
+            q = <unsigned char*>PyBytes_AS_STRING(d)
+            memcpy(q, p + 8, 8)
+            memcpy(q + 8, p + 16, vlen)
+            memcpy(q + 8 + vlen, p, 8)
+            memcpy(q + 16 + vlen, p + n - 9, 9)
+            self.avet.append(d)
+            self.nbytes_avet += n
+        if flags & F_VAET:
+            d = PyBytes_FromStringAndSize(NULL, n)
+            q = <unsigned char*>PyBytes_AS_STRING(d)
+            memcpy(q, p + 16, vlen)
+            memcpy(q + vlen, p + 8, 8)
+            memcpy(q + vlen + 8, p, 8)
+            memcpy(q + vlen + 16, p + n - 9, 9)
+            self.vaet.append(d)
+            self.nbytes_vaet += n
+        return 0
+
+    def append(self, long long e, long long a, int vtype, object v, long long tx, bint added,
+               int flags):
+        """Add one datom's keys (Python entry point of ``add``)."""
+        self.add(e, a, vtype, v, tx, added, flags)
+
+    def keys(self):
+        """The four key lists, index order (what ``MemoryIndex.add`` takes)."""
+        return (self.eavt, self.aevt, self.avet, self.vaet)
+
+    def run_nbytes(self):
+        """Bytes the memory index grows by: keys plus offsets of each non-empty run,
+        as ``KeyBlock.nbytes`` counts them."""
+        cdef Py_ssize_t total = 0
+        if self.eavt:
+            total += self.nbytes_eavt + 4 * (len(self.eavt) + 1)
+        if self.aevt:
+            total += self.nbytes_aevt + 4 * (len(self.aevt) + 1)
+        if self.avet:
+            total += self.nbytes_avet + 4 * (len(self.avet) + 1)
+        if self.vaet:
+            total += self.nbytes_vaet + 4 * (len(self.vaet) + 1)
+        return total
+
+
 def encode_tx(list datoms, dict vtypes, dict index_flags, frozenset schema_attrs, long long tx):
     """All index keys of one transaction's datoms ``[(e, a, v, added), ...]`` in one loop.
 
-    Returns ``(eavt, aevt, avet, vaet, flags, touches_schema)``; ``flags`` go into the log
-    record. An attribute id missing from ``vtypes`` raises ``KeyError(a)``.
+    Returns ``(sink, touches_schema)``: a ``KeySink`` holding the four key lists and the
+    log flags. An attribute id missing from ``vtypes`` raises ``KeyError(a)``.
 
     >>> from fastdatomic._core.codec import TYPE_LONG
-    >>> r = encode_tx([(1, 2, 3, True)], {2: TYPE_LONG}, {2: FLAG_AVET}, frozenset(), 4)
-    >>> [len(x) for x in r[:5]], r[5]
-    ([1, 1, 1, 0, 1], False)
+    >>> sink, touches = encode_tx([(1, 2, 3, True)], {2: TYPE_LONG}, {2: FLAG_AVET}, frozenset(), 4)
+    >>> [len(x) for x in sink.keys()], sink.flags, touches
+    ([1, 1, 1, 0], [1], False)
     """
-    cdef list eavt = [], aevt = [], avet = [], vaet = [], flags = []
-    cdef long long e, a
-    cdef int vt, f
+    cdef KeySink sink = KeySink()
+    cdef long long a
+    cdef bint touches = False
+    cdef tuple d
+    for x in datoms:
+        d = x if type(x) is tuple else tuple(x)
+        a_obj = d[1]
+        a = a_obj
+        sink.add(d[0], a, vtypes[a_obj], d[2], tx, d[3], index_flags[a_obj])
+        if not touches and a_obj in schema_attrs:
+            touches = True
+    return sink, touches
+
+
+def sink_of_log(list eavt_keys, list flags, frozenset schema_attrs):
+    """``(sink, touches_schema)`` for EAVT keys read from log records (replay): the
+    ``KeySink`` holding them and their derived AEVT/AVET/VAET keys.
+
+    >>> from fastdatomic._core.codec import encode_key, TYPE_LONG
+    >>> k = encode_key(0, 1, 2, TYPE_LONG, 3, 4, True)
+    >>> sink, touches = sink_of_log([k], [FLAG_AVET], frozenset({2}))
+    >>> [len(x) for x in sink.keys()], touches
+    ([1, 1, 1, 0], True)
+    """
+    cdef KeySink sink = KeySink()
+    cdef Py_ssize_t i, n = len(eavt_keys)
     cdef bint touches = False
     cdef bytes k
-    cdef tuple derived
-    for d in datoms:
-        e = d[0]
-        a = d[1]
-        vt = vtypes[a]
-        f = index_flags[a]
-        k = encode_key_c(0, e, a, vt, d[2], tx, d[3])
-        derived = derive_keys(k, f)
-        eavt.append(k)
-        aevt.append(derived[0])
-        if f & FLAG_AVET:
-            avet.append(derived[1])
-        if f & FLAG_VAET:
-            vaet.append(derived[2])
-        flags.append(f)
-        if not touches and a in schema_attrs:
+    if len(flags) != n:
+        raise ValueError(f"{n} keys but {len(flags)} flags")
+    for i in range(n):
+        k = eavt_keys[i]
+        sink.add_key(k, flags[i])
+        if not touches and read_id(<const unsigned char*>PyBytes_AS_STRING(k) + 8) in schema_attrs:
             touches = True
-    return (eavt, aevt, avet, vaet, flags, touches)
+    return sink, touches

@@ -21,7 +21,7 @@ from fastdatomic._core.codec import (
     INDEX_EAVT, INDEX_AEVT, INDEX_AVET, INDEX_VAET, TYPE_REF, TYPE_KEYWORD,
     encode_id, encode_value, encode_key,
 )
-from fastdatomic._core.logrec import derive_keys, encode_tx
+from fastdatomic._core.logrec import encode_tx, sink_of_log
 from fastdatomic._core.scan import Scan, MODE_CURRENT, MODE_HISTORY
 from fastdatomic.db.schema import Schema, SCHEMA_ATTRS, Attribute, DB_IDENT
 from fastdatomic.db.segments import SegmentStore
@@ -462,34 +462,42 @@ class Database:
         """
         schema = self.schema
         try:
-            eavt, aevt, avet, vaet, flags, touches_schema = encode_tx(
+            sink, touches_schema = encode_tx(
                 datoms if type(datoms) is list else list(datoms), schema.vtypes,
                 schema.index_flags, SCHEMA_ATTRS, t_to_tx(t))
         except KeyError as e:
             raise NotAnEntityError(f"attribute id {e.args[0]} is not installed",
                                    data={"attribute": e.args[0]}) from None
-        new = self._view(memindex=self.memindex.add((eavt, aevt, avet, vaet)),
-                         basis_t=t, next_n=next_n, as_of_t=None, since_t=None,
-                         history_mode=False, pred=None, tx_instant=tx_instant)
+        new = self.apply_sink(sink, t, next_n, tx_instant)
         if touches_schema:
             new = _with_schema(new, load_schema(new))
-        return new, eavt, flags
+        return new, sink.eavt, sink.flags
+
+    def apply_sink(self, sink, t: int, next_n: int, tx_instant) -> "Database":
+        """A new value with one transaction's keys (a ``KeySink``) added at ``t``; the
+        schema is left as it is (the caller knows whether the keys touch it)."""
+        new = object.__new__(Database)
+        new.db_id = self.db_id
+        new.name = self.name
+        new.segs = self.segs
+        new.roots = self.roots
+        new.index_basis_t = self.index_basis_t
+        new.memindex = self.memindex.add((sink.eavt, sink.aevt, sink.avet, sink.vaet),
+                                         sink.run_nbytes())
+        new.basis_t = t
+        new.next_n = next_n
+        new.schema = self.schema
+        new.as_of_t = None
+        new.since_t = None
+        new.history_mode = False
+        new.pred = None
+        new.tx_instant = tx_instant
+        return new
 
     def apply_keys(self, t: int, next_n: int, eavt_keys, flags) -> "Database":
         """A new value from a log record's keys (replay on a peer or a standby)."""
-        aevt, avet, vaet = [], [], []
-        touches_schema = False
-        schema_ids = _SCHEMA_ATTR_PREFIXES
-        for k, f in zip(eavt_keys, flags):
-            ak, avk, vak = derive_keys(k, f)
-            aevt.append(ak)
-            if avk is not None:
-                avet.append(avk)
-            if vak is not None:
-                vaet.append(vak)
-            if k[8:16] in schema_ids:
-                touches_schema = True
-        new = self._view(memindex=self.memindex.add((list(eavt_keys), aevt, avet, vaet)),
+        sink, touches_schema = sink_of_log(list(eavt_keys), list(flags), SCHEMA_ATTRS)
+        new = self._view(memindex=self.memindex.add(sink.keys(), sink.run_nbytes()),
                          basis_t=t, next_n=next_n)
         if touches_schema:
             new = _with_schema(new, load_schema(new))
@@ -503,9 +511,6 @@ class Database:
             " filtered" if self.pred is not None else "",
         ])
         return f"#db {{:name {self.name!r} :basis-t {self.basis_t}{extra}}}"
-
-
-_SCHEMA_ATTR_PREFIXES = frozenset(encode_id(a) for a in SCHEMA_ATTRS)
 
 
 def _with_schema(db: Database, schema: Schema) -> Database:

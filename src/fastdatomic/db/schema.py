@@ -187,7 +187,7 @@ class Schema:
     """
 
     __slots__ = ("attrs", "by_ident", "idents", "ident_of", "composites", "no_history", "map_keys",
-                 "unique_ids", "vtypes", "index_flags")
+                 "unique_ids", "vtypes", "index_flags", "tx_core")
 
     def __init__(self, attrs, by_ident, idents, ident_of):
         self.attrs = attrs          # id -> Attribute
@@ -203,6 +203,7 @@ class Schema:
         self.vtypes = {a.id: a.vtype for a in attrs.values()}
         self.index_flags = {a.id: (1 if a.indexed else 0) | (2 if a.vtype == TYPE_REF else 0)
                             for a in attrs.values()}
+        self.tx_core = None         # the transaction fast path's caches (db.tx), built on first use
 
     @staticmethod
     def from_facts(facts) -> "Schema":

@@ -15,6 +15,12 @@ transaction unless said otherwise:
    composite tuples, the transaction entity (monotonic ``:db/txInstant``, tx UUID);
 6. **after**: entity specs (``:db/ensure``) and schema rules checked on db-after.
 
+The common shape (every form asserts plain attributes on entities the transaction
+creates) is first offered to the Cython fast path, ``_core.txcore``, which does steps
+1-5 in one typed loop with the same results; whatever it does not take, or finds
+wrong, runs the pipeline above, which is the reference (``tests/test_tx_fast_path.py``
+holds the two to the same answers).
+
 Nothing is written here: the result goes to ``DatabaseWriter.commit_batch``.
 """
 
@@ -22,12 +28,13 @@ from __future__ import annotations
 
 import importlib
 import uuid as uuid_mod
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from fastdatomic._core.codec import (
     INDEX_AVET, INDEX_EAVT, TYPE_REF, TYPE_TUPLE, TYPE_KEYWORD,
     encode_id, encode_value, decode_value,
 )
+from fastdatomic._core.txcore import AttrInfo, TxCore, SKIP, utc_now, uuid4 as _uuid4
 from fastdatomic.db.database import Database, prefix_end
 from fastdatomic.db import schema as S
 from fastdatomic.errors import (
@@ -105,9 +112,18 @@ class TxResult:
     __slots__ = ("db_before", "db_after", "datoms", "t", "next_n", "tempids", "tx_instant",
                  "keys", "flags", "tx_uuid")
 
-    def __init__(self, **kw):
-        for k, v in kw.items():
-            setattr(self, k, v)
+    def __init__(self, db_before, db_after, datoms, t, next_n, tempids, tx_instant, keys,
+                 flags, tx_uuid):
+        self.db_before = db_before
+        self.db_after = db_after
+        self.datoms = datoms
+        self.t = t
+        self.next_n = next_n
+        self.tempids = tempids
+        self.tx_instant = tx_instant
+        self.keys = keys
+        self.flags = flags
+        self.tx_uuid = tx_uuid
 
 
 _IDENT_TEXT: dict = {}   # ":ns/name" -> Keyword, so map keys given as text parse once
@@ -497,9 +513,7 @@ class _Tx:
                         changed = True
 
     def lookup_unique(self, at, v):
-        prefix = encode_id(at.id) + encode_value(at.vtype, v)
-        d = next(iter(self.db._scan(INDEX_AVET, prefix, prefix_end(prefix))), None)
-        return None if d is None else d.e
+        return _lookup_unique(self.db, at, v)
 
     def allocate(self):
         ops = self.ops
@@ -678,26 +692,7 @@ class _Tx:
                                           data={"attribute": at.ident, "value": v, "pred": p})
 
     def check_unique(self, datoms):
-        unique_ids = self.schema.unique_ids
-        if not any(d[1] in unique_ids for d in datoms):
-            return
-        schema = self.schema
-        retracted = {(e, a, _hashable(v)) for e, a, v, added in datoms if not added}
-        seen = {}
-        for e, a, v, added in datoms:
-            if not added or a not in unique_ids:
-                continue
-            at = schema.attrs[a]
-            key = (a, _hashable(v))
-            if key in seen and seen[key] != e:
-                raise UniqueConflictError(f"{at.ident} {v!r} asserted for two entities, {seen[key]} and {e}",
-                                          data={"attribute": at.ident, "value": v})
-            seen[key] = e
-            holder = self.lookup_unique(at, v)
-            if holder is not None and holder != e and (holder, a, _hashable(v)) not in retracted:
-                raise UniqueConflictError(f"{at.ident} {v!r} already belongs to entity {holder}; "
-                                          f"entity {e} cannot have it too",
-                                          data={"attribute": at.ident, "value": v, "holder": holder})
+        _check_unique(self.db, datoms)
 
     def composite_tuples(self, datoms):
         """Assert/retract composite tuples whose component attributes changed."""
@@ -820,6 +815,35 @@ def _same(a, b):
     return type(a) is type(b) and a == b or (a is None and b is None)
 
 
+def _check_unique(db, datoms):
+    unique_ids = db.schema.unique_ids
+    if not any(d[1] in unique_ids for d in datoms):
+        return
+    schema = db.schema
+    retracted = {(e, a, _hashable(v)) for e, a, v, added in datoms if not added}
+    seen = {}
+    for e, a, v, added in datoms:
+        if not added or a not in unique_ids:
+            continue
+        at = schema.attrs[a]
+        key = (a, _hashable(v))
+        if key in seen and seen[key] != e:
+            raise UniqueConflictError(f"{at.ident} {v!r} asserted for two entities, {seen[key]} and {e}",
+                                      data={"attribute": at.ident, "value": v})
+        seen[key] = e
+        holder = _lookup_unique(db, at, v)
+        if holder is not None and holder != e and (holder, a, _hashable(v)) not in retracted:
+            raise UniqueConflictError(f"{at.ident} {v!r} already belongs to entity {holder}; "
+                                      f"entity {e} cannot have it too",
+                                      data={"attribute": at.ident, "value": v, "holder": holder})
+
+
+def _lookup_unique(db, at, v):
+    prefix = encode_id(at.id) + encode_value(at.vtype, v)
+    d = next(iter(db._scan(INDEX_AVET, prefix, prefix_end(prefix))), None)
+    return None if d is None else d.e
+
+
 def _import_fn(sym, form):
     name = str(sym)
     mod, _, fn = name.rpartition("/")
@@ -899,6 +923,76 @@ def _values_per_entity(db, at):
         yield last, n
 
 
+# --- the fast path (_core.txcore) ----------------------------------------------------
+
+_FAST_PATH = True    # tests switch it off to compare both paths
+
+
+def _fast_attr(schema, at):
+    """``AttrInfo`` for an attribute the fast path may take, else None (see txcore)."""
+    a = at.id
+    if (at.unique is not None or at.preds or at.vtype is None or at.vtype == TYPE_TUPLE
+            or at.tuple_attrs is not None or a in _TX_ATTRS or a in S.SCHEMA_ATTRS
+            or a == S.DB_ENSURE or a in _composite_parts(schema)):
+        return None
+    return AttrInfo(a, at.vtype, schema.index_flags[a], at.many, at.fast_type)
+
+
+def _composite_parts(schema):
+    return {schema.idents.get(k) for at in schema.composites for k in at.tuple_attrs}
+
+
+def _tx_core(schema) -> TxCore:
+    """The fast path's caches for ``schema`` (one per schema value)."""
+    def map_key(k):
+        # What _Tx.expand_map / map_key make of a map key, when it is a plain attribute.
+        kid = _ident(k)
+        if kid is None or kid == _DB_ENSURE or kid.name.startswith("_"):
+            return None
+        if kid == _DB_ID:
+            return SKIP
+        at = schema.attr(kid)
+        return None if at is None else _fast_attr(schema, at)
+
+    def list_attr(a):
+        # What _Tx.attr makes of a list form's attribute (an ident, ':ns/name' or an id).
+        ident = _ident(a)
+        at = schema.attr(ident if ident is not None else a)
+        return None if at is None else _fast_attr(schema, at)
+
+    inst, tx_uuid = schema.attrs[S.DB_TXINSTANT], schema.attrs[S.DB_TX_UUID]
+    return TxCore(map_key, list_attr, schema.idents, _lookup_ref,
+                  inst.id, inst.vtype, schema.index_flags[inst.id],
+                  tx_uuid.id, tx_uuid.vtype, schema.index_flags[tx_uuid.id])
+
+
+def _lookup_ref(db, ref):
+    return db.entid(ref)
+
+
+def _prepare_fast(db, tx_data, tx_uuid, given, now):
+    schema = db.schema
+    core = schema.tx_core
+    if core is None:
+        core = schema.tx_core = _tx_core(schema)
+    prev = db.tx_instant
+    try:   # tx_datoms' rule: monotonic even if the clock steps back
+        when = now if prev is None or now > prev else prev + timedelta(microseconds=1)
+    except TypeError:
+        return None    # a naive `now`: the general path says so where it says it
+    t = db.next_n
+    out = core.run(tx_data, db, t, when, tx_uuid, MAX_TX_DATOMS)
+    if out is None:
+        return None
+    datoms, tempids, next_n, sink = out
+    if given:
+        # A caller-chosen uuid may collide with a committed one (a generated one cannot).
+        _check_unique(db, [datoms[len(datoms) - 1]])
+    # Positional: this runs once per transaction.
+    return TxResult(db, db.apply_sink(sink, t, next_n, when), datoms, t, next_n, tempids, when,
+                    sink.eavt, sink.flags, tx_uuid)
+
+
 def prepare(db: Database, tx_data, *, tx_uuid=None, now: datetime | None = None) -> TxResult:
     """Turn ``tx_data`` into the final datoms of one transaction against ``db`` (pure).
 
@@ -915,10 +1009,14 @@ def prepare(db: Database, tx_data, *, tx_uuid=None, now: datetime | None = None)
     """
     given = tx_uuid is not None
     if tx_uuid is None:
-        tx_uuid = uuid_mod.uuid4()
+        tx_uuid = _uuid4()
     elif not isinstance(tx_uuid, uuid_mod.UUID):
         raise InvalidTxDataError(f"transaction id must be a uuid.UUID, got {tx_uuid!r}")
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
+    if _FAST_PATH:
+        r = _prepare_fast(db, tx_data, tx_uuid, given, now)
+        if r is not None:
+            return r
     tx = _Tx(db, now, tx_uuid)
     tx.tx_uuid_given = given
     tx.expand(tx_data)
