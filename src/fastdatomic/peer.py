@@ -21,11 +21,11 @@ import os
 import secrets
 import threading
 import time
-import uuid as uuid_mod
 
 from fastdatomic import edn
 from fastdatomic._core.frame import FrameDecoder, encode_frame, encode_frames
 from fastdatomic._core.logrec import decode_log
+from fastdatomic._core.txcore import uuid4 as _uuid4
 from fastdatomic.connection import Log, TxFuture, TxReportQueue, _check_tx_id
 from fastdatomic.db import catalog
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
@@ -158,6 +158,17 @@ class _PeerDb:
         return True
 
 
+class _PeerTxReport(TxReport):
+    """A report whose datoms are decoded from the log record's keys only when read."""
+
+    @property
+    def tx_data(self):
+        data = self._tx_data
+        if data and type(data[0]) is bytes:
+            data = self._tx_data = _datoms(data)
+        return data
+
+
 def _datoms(keys):
     from fastdatomic._core.codec import INDEX_EAVT, decode_key
     return [decode_key(INDEX_EAVT, k) for k in keys]
@@ -181,8 +192,18 @@ class _Client(asyncio.Protocol):
 
     def data_received(self, data):
         try:
+            system = self.system
+            novelty = []     # consecutive NOVELTY frames: applied together, under one lock
             for kind, req_id, payload in self.decoder.feed(data):
-                self.system._on_frame(self, kind, req_id, payload)
+                if kind == P.NOVELTY:
+                    novelty.append(payload)
+                    continue
+                if novelty:
+                    system._on_novelty(novelty)
+                    novelty = []
+                system._on_frame(self, kind, req_id, payload)
+            if novelty:
+                system._on_novelty(novelty)
         except E.ProtocolError as e:
             log.warning("protocol error from transactor: %s", e)
             self.transport.close()
@@ -341,13 +362,27 @@ class PeerSystem:
         limit = welcome.get("max_frame_bytes")
         client.max_frame_bytes = limit if isinstance(limit, int) and limit > 0 else None
 
+    def _on_novelty(self, payloads):
+        """Apply NOVELTY payloads (in stream order), one lock per run of one database."""
+        run_name, run = None, []
+        for payload in payloads:
+            name, rec = P.parse_novelty(payload)
+            if name != run_name and run:
+                self._apply_run(run_name, run)
+                run = []
+            run_name = name
+            run.append((None, rec))
+        if run:
+            self._apply_run(run_name, run)
+
+    def _apply_run(self, name, records):
+        pdb = self.dbs.get(name)
+        if pdb is not None:
+            pdb.apply(records)
+
     def _on_frame(self, client, kind, req_id, payload):
         if kind == P.NOVELTY:
-            name, rec = P.parse_novelty(payload)
-            pdb = self.dbs.get(name)
-            if pdb is not None:
-                t = decode_log(rec)[0]
-                pdb.apply([(t, rec)])
+            self._on_novelty([payload])
         elif kind in (P.REPLY, P.ERROR) and req_id:
             entry = self.pending.pop(req_id, None)
             if entry is not None and not entry[0].done():
@@ -567,7 +602,7 @@ class PeerConnection:
 
     def transact_async(self, tx_data, *, tx_id=None, _timeout=None) -> TxFuture:
         """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``)."""
-        tx_id = _check_tx_id(tx_id) or uuid_mod.uuid4()
+        tx_id = _check_tx_id(tx_id) or _uuid4()
         pdb = self._db
         if pdb.gone:
             raise E.DatabaseNotFoundError(f"cannot transact: {pdb.gone}")
@@ -591,7 +626,7 @@ class PeerConnection:
             try:
                 reply = f.result()
                 t = reply["t"]
-                if not pdb.wait_for(t, 30.0):
+                if pdb.db.basis_t < t and not pdb.wait_for(t, 30.0):
                     pdb.catch_up(t)
                 seen = pdb.recent.get(t)
                 if reply.get("duplicate") or seen is None:
@@ -601,7 +636,7 @@ class PeerConnection:
                     report.tempids = reply.get("tempids", {})
                 else:
                     before, after, keys = seen
-                    report = TxReport(before, after, _datoms(keys), reply.get("tempids", {}), t, tx_id)
+                    report = _PeerTxReport(before, after, keys, reply.get("tempids", {}), t, tx_id)
                 out.set_result(report)
             except BaseException as e:
                 out.set_exception(e)

@@ -970,7 +970,7 @@ def _lookup_ref(db, ref):
     return db.entid(ref)
 
 
-def _prepare_fast(db, tx_data, tx_uuid, given, now):
+def _prepare_fast(db, tx_data, tx_uuid, check_uuid, now):
     schema = db.schema
     core = schema.tx_core
     if core is None:
@@ -985,7 +985,7 @@ def _prepare_fast(db, tx_data, tx_uuid, given, now):
     if out is None:
         return None
     datoms, tempids, next_n, sink = out
-    if given:
+    if check_uuid:
         # A caller-chosen uuid may collide with a committed one (a generated one cannot).
         _check_unique(db, [datoms[len(datoms) - 1]])
     # Positional: this runs once per transaction.
@@ -993,8 +993,12 @@ def _prepare_fast(db, tx_data, tx_uuid, given, now):
                     sink.eavt, sink.flags, tx_uuid)
 
 
-def prepare(db: Database, tx_data, *, tx_uuid=None, now: datetime | None = None) -> TxResult:
+def prepare(db: Database, tx_data, *, tx_uuid=None, now: datetime | None = None,
+            uuid_checked: bool = False) -> TxResult:
     """Turn ``tx_data`` into the final datoms of one transaction against ``db`` (pure).
+
+    ``uuid_checked=True`` says the caller already knows ``tx_uuid`` is not committed in
+    ``db`` (the transactor's idempotency table), so the index is not asked again.
 
     Raises a ``TransactionError`` (stable ``kind``) naming the offending form; nothing
     is applied then. ``result.db_after`` is the database value after the transaction.
@@ -1014,7 +1018,7 @@ def prepare(db: Database, tx_data, *, tx_uuid=None, now: datetime | None = None)
         raise InvalidTxDataError(f"transaction id must be a uuid.UUID, got {tx_uuid!r}")
     now = now or utc_now()
     if _FAST_PATH:
-        r = _prepare_fast(db, tx_data, tx_uuid, given, now)
+        r = _prepare_fast(db, tx_data, tx_uuid, given and not uuid_checked, now)
         if r is not None:
             return r
     tx = _Tx(db, now, tx_uuid)
@@ -1027,7 +1031,7 @@ def prepare(db: Database, tx_data, *, tx_uuid=None, now: datetime | None = None)
     tempids = tx.allocate()
     datoms = tx.datoms()
     tx_instant = tx.tx_datoms(datoms)
-    if given or tx.tx_uuid is not tx_uuid:
+    if (given and not uuid_checked) or tx.tx_uuid is not tx_uuid:
         # A caller-chosen uuid may collide with a committed one (a generated one cannot).
         tx.check_unique([d for d in datoms if d[0] == tx.tx_eid])
     db_after, keys, flags = db.apply(datoms, tx.t, tx.next_n, tx_instant)

@@ -228,7 +228,8 @@ class Pipeline:
                     if done is not None:
                         outcomes.append(Outcome(req, {"t": done, "tempids": {}, "duplicate": True}))
                         continue
-                r = txmod.prepare(db, req.tx_data, tx_uuid=req.tx_id)
+                # The id was just looked up (tx_ids + this batch): prepare need not ask again.
+                r = txmod.prepare(db, req.tx_data, tx_uuid=req.tx_id, uuid_checked=True)
             except FastDatomicError as e:
                 outcomes.append(Outcome(req, error=e))
                 continue
