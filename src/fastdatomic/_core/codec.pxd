@@ -112,3 +112,5 @@ cdef Datom decode_key_ptr(int index, const unsigned char* p, Py_ssize_t n)
 # Encode a full index key (same as the Python encode_key, callable without arg parsing).
 cdef bytes encode_key_c(int index, long long e, long long a, int vtype, object v,
                         long long tx, bint added)
+
+cdef object utc_from_us(long long us)

@@ -979,9 +979,14 @@ cdef object _read_bigdec(const unsigned char* b, Py_ssize_t* pos, Py_ssize_t end
 
 
 cdef object _instant_from_us(long long us, Py_ssize_t tagpos):
-    cdef long long days, rem, z, era, doe, yoe, y, doy, mp, d, m, secs
     if us < MIN_US or us > MAX_US:
         raise _corrupt("instant outside datetime's range", tagpos, TAG_INSTANT)
+    return utc_from_us(us)
+
+
+cdef object utc_from_us(long long us):
+    """The aware UTC datetime ``us`` microseconds after the epoch (``us`` within datetime's range)."""
+    cdef long long days, rem, z, era, doe, yoe, y, doy, mp, d, m, secs
     days = us // US_PER_DAY   # cdivision: truncates toward zero
     rem = us - days * US_PER_DAY
     if rem < 0:

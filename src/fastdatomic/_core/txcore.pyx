@@ -29,14 +29,13 @@ from cpython.ref cimport PyObject
 from libc.string cimport memcpy, memset
 from posix.unistd cimport getpid
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
-from cpython.datetime cimport import_datetime, datetime_new
+from cpython.datetime cimport import_datetime
 
 from fastdatomic._core.logrec cimport KeySink
-from fastdatomic._core.codec cimport TYPE_REF, TYPE_KEYWORD
+from fastdatomic._core.codec cimport TYPE_REF, TYPE_KEYWORD, utc_from_us
 
 import os as _os
 import uuid as _uuid_mod
-from datetime import timezone as _timezone
 
 from fastdatomic._core.codec import encode_value, decode_value
 from fastdatomic.types import Keyword
@@ -58,7 +57,6 @@ cdef object _from_bytes = int.from_bytes
 cdef object _KW_DB_ID = Keyword("db/id")
 cdef object _KW_DB_ADD = Keyword("db/add")
 cdef object _NONE = object()
-cdef object _UTC = _timezone.utc
 
 cdef enum:
     PART_SHIFT = 42
@@ -135,26 +133,7 @@ def utc_from_timestamp(long long secs, long long micros):
 
 
 cdef object _utc_datetime(long long secs, long long micros):
-    cdef long long days, rem, z, era, doe, yoe, y, doy, mp, d, m
-    days = secs // 86400
-    rem = secs - days * 86400
-    if rem < 0:                      # floor division for times before 1970
-        rem += 86400
-        days -= 1
-    # civil_from_days (H. Hinnant): days since 1970-01-01 -> year, month, day.
-    z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    if m <= 2:
-        y += 1
-    return datetime_new(<int>y, <int>m, <int>d, <int>(rem // 3600), <int>((rem // 60) % 60),
-                        <int>(rem % 60), <int>micros, _UTC)
+    return utc_from_us(secs * 1000000 + micros)    # the codec's civil-date conversion
 
 
 cdef class AttrInfo:
