@@ -54,7 +54,7 @@ def main():
     args = ap.parse_args()
     d = tempfile.mkdtemp(prefix="fd-bench-hb-")
     try:
-        tx = start_transactor(d, heartbeat_interval_msec=args.hb, memory_index_threshold="2m",
+        start_transactor(d, heartbeat_interval_msec=args.hb, memory_index_threshold="2m",
                               memory_index_max="64m", lmdb_map_size="1g")
         uri = f"fastdatomic:dev://{d}/data/hb"
         fd.create_database(uri)
@@ -75,8 +75,7 @@ def main():
         txs = sum(int(p.communicate(timeout=120)[0] or 0) for p in peers)
         spacing = sorted((b - a) * 1000 for a, b in zip(changes[1:], changes[2:]))
         n = len(spacing)
-        idx = (tx.output, os.path.join(d, "transactor-log", "transactor.log"))
-        indexed = sum("indexed hb" in ln for ln in open(idx[1]))
+        indexed = sum("indexed hb" in ln for ln in open(os.path.join(d, "transactor-log", "transactor.log")))
         res = {
             "interval_msec": args.hb, "seconds": args.seconds, "heartbeats": n,
             "p50_msec": spacing[n // 2], "p99_msec": spacing[min(n - 1, int(n * 0.99))],

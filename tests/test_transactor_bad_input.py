@@ -117,7 +117,7 @@ class RawClient:
             kind, rid, payload = self.read_frame(max(deadline - time.monotonic(), 0.001))
             if kind in (P.REPLY, P.ERROR) and rid == req_id:
                 return kind, orjson.loads(payload)
-            assert kind in (P.PING, P.NOVELTY, P.INDEXED), (kind, rid, payload[:200])
+            assert kind in (P.NOVELTY, P.INDEXED), (kind, rid, payload[:200])
         raise AssertionError("unbounded stream of frames")
 
     def read_until_closed(self, timeout=IO_TIMEOUT):
@@ -158,7 +158,7 @@ def expect_error_then_close(client, kind, *words, timeout=IO_TIMEOUT):
     every one of ``words``; returns the parsed ERROR payload."""
     frames = client.read_until_closed(timeout)
     errors = [orjson.loads(p) for k, r, p in frames if k == P.ERROR]
-    others = [k for k, r, p in frames if k not in (P.ERROR, P.CHALLENGE, P.PING)]
+    others = [k for k, r, p in frames if k not in (P.ERROR, P.CHALLENGE)]
     assert len(errors) == 1, frames
     assert not others, frames
     err = errors[0]
@@ -362,7 +362,7 @@ def test_truncated_frame_then_hang_up(system, cut):
     c.send_raw(frame[:7] if cut == "in-header" else frame[:-3])
     c.sock.shutdown(socket.SHUT_WR)
     # The transactor just drops the connection.
-    assert all(k in (P.PING, P.ERROR) for k, _, _ in c.read_until_closed())
+    assert all(k == P.ERROR for k, _, _ in c.read_until_closed())
     system.assert_unharmed()
     assert catalog.load_database(system.storage, DB).entity([":item/n", n]) is None
 

@@ -165,7 +165,48 @@ def _check_tx_id(tx_id):
     return tx_id
 
 
-class Connection:
+class _ConnectionCommon:
+    """What every connection does the same way, in-process or networked: outcomes by tx
+    id, report queues, the log value. Subclasses give ``db``, ``sync``, ``storage`` and
+    ``_report_queues`` (the list their writer or novelty feed offers reports to)."""
+
+    def tx_outcome(self, tx_id) -> int | None:
+        """The ``t`` of the committed transaction with ``tx_id``, or ``None`` if none committed.
+
+        >>> import uuid
+        >>> conn.tx_outcome(uuid.uuid4()) is None
+        True
+        """
+        return lookup_tx(self.sync(), tx_id)
+
+    def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
+        """A new bounded queue receiving the report of every later transaction.
+
+        >>> q = conn.tx_report_queue(); r = conn.transact([{":person/name": "Queued"}])
+        >>> q.get(timeout=5).t == r.t
+        True
+        >>> conn.remove_tx_report_queue(q)
+        """
+        q = TxReportQueue(maxsize)
+        self._report_queues.append(q)
+        return q
+
+    def remove_tx_report_queue(self, q):
+        """Stop feeding ``q``."""
+        if q in self._report_queues:
+            self._report_queues.remove(q)
+
+    def log(self) -> Log:
+        """The database's transaction log, as a value at the current basis.
+
+        >>> conn.log().basis_t == conn.db().basis_t
+        True
+        """
+        db = self.db()
+        return Log(self.storage, db.db_id, db.basis_t)
+
+
+class Connection(_ConnectionCommon):
     """A connection to one database.
 
     >>> import fastdatomic
@@ -181,6 +222,7 @@ class Connection:
         self.uri = uri
         self.storage = storage
         self._tx = transactor
+        self._report_queues = transactor.queues
 
     def db(self) -> Database:
         """The latest database value, immediately (never blocks).
@@ -259,41 +301,6 @@ class Connection:
         True
         """
         return self.db()
-
-    def tx_outcome(self, tx_id) -> int | None:
-        """The ``t`` of the committed transaction with ``tx_id``, or ``None`` if none committed.
-
-        >>> import uuid
-        >>> conn.tx_outcome(uuid.uuid4()) is None
-        True
-        """
-        return lookup_tx(self.sync(), tx_id)
-
-    def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
-        """A new bounded queue receiving the report of every later transaction.
-
-        >>> q = conn.tx_report_queue(); r = conn.transact([{":person/name": "Queued"}])
-        >>> q.get(timeout=5).t == r.t
-        True
-        >>> conn.remove_tx_report_queue(q)
-        """
-        q = TxReportQueue(maxsize)
-        self._tx.queues.append(q)
-        return q
-
-    def remove_tx_report_queue(self, q):
-        """Stop feeding ``q``."""
-        if q in self._tx.queues:
-            self._tx.queues.remove(q)
-
-    def log(self) -> Log:
-        """The database's transaction log, as a value at the current basis.
-
-        >>> conn.log().basis_t == conn.db().basis_t
-        True
-        """
-        db = self.db()
-        return Log(self.storage, db.db_id, db.basis_t)
 
     def release(self):
         """Release this connection (the in-process system keeps the database)."""

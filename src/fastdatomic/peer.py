@@ -15,20 +15,22 @@ transactor becomes active (ARCHITECTURE §4.6–4.8), with no action from applic
 from __future__ import annotations
 
 import asyncio
+import itertools
 import concurrent.futures
 import logging
 import os
 import secrets
 import threading
 import time
+from operator import itemgetter
 
 from fastdatomic import edn
 from fastdatomic._core.frame import FrameDecoder, encode_frame, encode_frames
 from fastdatomic._core.logrec import decode_log
 from fastdatomic._core.txcore import uuid4 as _uuid4
-from fastdatomic.connection import Log, TxFuture, TxReportQueue, _check_tx_id
+from fastdatomic.connection import TxFuture, TxReportQueue, _ConnectionCommon, _check_tx_id
 from fastdatomic.db import catalog
-from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
+from fastdatomic.db.report import TxReport, report_for_existing
 from fastdatomic.db.schema import DB_TX_UUID
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic import errors as E
@@ -102,13 +104,12 @@ class _PeerDb:
         self.gone = None
 
     def apply(self, records):
-        """Apply log records ``[(t, bytes)]`` (novelty or log catch-up) in order; older ones
-        are skipped. ``t`` values are not contiguous (entity ids share the counter), so
+        """Apply log records (bytes, as stored) in order; older ones are skipped. ``t`` values are not contiguous (entity ids share the counter), so
         completeness comes from the stream itself: a (re)subscription starts at our basis
         and the transactor sends every record after it, in order."""
         with self.lock:
             db = self.db
-            for rt, rec in records:
+            for rec in records:
                 db = self._apply_one(db, rec)
             self.db = db
             self.changed.notify_all()
@@ -118,10 +119,10 @@ class _PeerDb:
         if t <= db.basis_t:
             return db
         after = db.apply_keys(t, next_n, keys, flags)
-        self.recent[t] = (db, after, keys)
-        if len(self.recent) > RECENT_REPORTS:
-            for old in sorted(self.recent)[: len(self.recent) - RECENT_REPORTS]:
-                del self.recent[old]
+        recent = self.recent
+        recent[t] = (db, after, keys)
+        if len(recent) > RECENT_REPORTS:
+            del recent[next(iter(recent))]    # inserted in t order: the first is the oldest
         if self.queues:
             # The tx id is on the transaction entity; tempids are not in the log record.
             datoms = _datoms(keys)
@@ -184,7 +185,6 @@ class _Client(asyncio.Protocol):
         self.outbox = []
         self.handshake = asyncio.get_running_loop().create_future()
         self.lost = asyncio.get_running_loop().create_future()
-        self.last_ping = time.monotonic()
         self.max_frame_bytes = None      # the transactor's, from WELCOME
 
     def connection_made(self, transport):
@@ -364,34 +364,19 @@ class PeerSystem:
 
     def _on_novelty(self, payloads):
         """Apply NOVELTY payloads (in stream order), one lock per run of one database."""
-        run_name, run = None, []
-        for payload in payloads:
-            name, rec = P.parse_novelty(payload)
-            if name != run_name and run:
-                self._apply_run(run_name, run)
-                run = []
-            run_name = name
-            run.append((None, rec))
-        if run:
-            self._apply_run(run_name, run)
-
-    def _apply_run(self, name, records):
-        pdb = self.dbs.get(name)
-        if pdb is not None:
-            pdb.apply(records)
+        for name, run in itertools.groupby(map(P.parse_novelty, payloads), key=itemgetter(0)):
+            pdb = self.dbs.get(name)
+            if pdb is not None:
+                pdb.apply([rec for _, rec in run])
 
     def _on_frame(self, client, kind, req_id, payload):
-        if kind == P.NOVELTY:
-            self._on_novelty([payload])
-        elif kind in (P.REPLY, P.ERROR) and req_id:
+        if kind in (P.REPLY, P.ERROR) and req_id:
             entry = self.pending.pop(req_id, None)
             if entry is not None and not entry[0].done():
                 if kind == P.REPLY:
                     entry[0].set_result(P.loads(payload, "REPLY"))
                 else:
                     entry[0].set_exception(_error_from(payload))
-        elif kind == P.PING:
-            client.last_ping = time.monotonic()
         elif kind == P.INDEXED:
             msg = P.loads(payload, "INDEXED")
             pdb = self.dbs.get(msg.get("db"))
@@ -566,7 +551,7 @@ def _unsendable(db, tx_data, err) -> Exception:
                                 data={"reason": str(err)})
 
 
-class PeerConnection:
+class PeerConnection(_ConnectionCommon):
     """A connection to one database through the active transactor (the ``Connection`` API)."""
 
     def __init__(self, uri, system: PeerSystem, name: str):
@@ -575,6 +560,7 @@ class PeerConnection:
         self.name = name
         self._db = system.database(name)
         self.storage = system.storage
+        self._report_queues = self._db.queues
 
     def db(self):
         """The latest local value, immediately, also while no transactor is reachable (and,
@@ -654,25 +640,6 @@ class PeerConnection:
         if not self._db.wait_for(t, 0.05 if timeout is None else min(timeout, 0.05)):
             self._db.catch_up(t)
         return self.db()
-
-    def tx_outcome(self, tx_id):
-        """The ``t`` of the committed transaction with ``tx_id``, or ``None``."""
-        return lookup_tx(self.sync(), tx_id)
-
-    def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
-        """A bounded queue receiving the report of every later transaction (from any peer)."""
-        q = TxReportQueue(maxsize)
-        self._db.queues.append(q)
-        return q
-
-    def remove_tx_report_queue(self, q):
-        if q in self._db.queues:
-            self._db.queues.remove(q)
-
-    def log(self) -> Log:
-        """The database's log as a value at the current basis (read from storage)."""
-        db = self.db()
-        return Log(self.storage, db.db_id, db.basis_t)
 
     def release(self):
         """Release this connection (the process keeps its peer system)."""

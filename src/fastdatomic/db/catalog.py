@@ -32,7 +32,7 @@ from fastdatomic.ids import t_to_tx
 
 __all__ = [
     "create_database", "delete_database", "list_databases", "load_database",
-    "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log", "build_index",
+    "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log", "build_index", "decode_root",
     "advance",
 ]
 
@@ -70,6 +70,11 @@ def read_root(storage, name: str) -> tuple[dict, bytes]:
     raw = storage.get_record(ROOT_PREFIX + name)
     if raw is None:
         raise DatabaseNotFoundError(f"database {name!r} does not exist", data={"name": name})
+    return decode_root(name, raw), raw
+
+
+def decode_root(name: str, raw: bytes) -> dict:
+    """The root record ``raw`` of database ``name``, decoded (tree roots as bytes)."""
     try:
         root = orjson.loads(raw)
         if root.get("v") != ROOT_VERSION:
@@ -77,7 +82,7 @@ def read_root(storage, name: str) -> tuple[dict, bytes]:
         root["roots"] = [bytes.fromhex(r) if r else None for r in root["roots"]]
     except (ValueError, KeyError, TypeError) as e:
         raise StorageCorruptError(f"root record of database {name!r} does not decode: {e}") from None
-    return root, raw
+    return root
 
 
 def create_database(storage, name: str, checks=()) -> bool:
@@ -158,7 +163,7 @@ def replay_log(db: Database, records) -> Database:
     return db.apply_keys(t, next_n, eavt, flags)
 
 
-def advance(storage, db: Database, root: dict) -> Database:
+def advance(storage, db: Database, root: dict, records=None) -> Database:
     """``db`` brought up to the storage ``root`` (of the same database): the log records
     after its basis, then the root's newer index trees if any.
 
@@ -171,9 +176,14 @@ def advance(storage, db: Database, root: dict) -> Database:
     >>> w = DatabaseWriter(st, "a"); _ = w.commit([(w.db.next_n + 1, 51, "x", True)], 1000, w.db.next_n + 2)
     >>> advance(st, old, read_root(st, "a")[0]).basis_t
     1000
+
+    ``records`` are the log records ``[(t, bytes)]`` after ``db``'s basis if the caller
+    already read them.
     """
     if root["basis_t"] > db.basis_t:
-        db = replay_log(db, storage.log_range(db.db_id, db.basis_t + 1, root["basis_t"] + 1))
+        if records is None:
+            records = storage.log_range(db.db_id, db.basis_t + 1, root["basis_t"] + 1)
+        db = replay_log(db, records)
     ib = root["index_basis_t"]
     if db.index_basis_t < ib <= db.basis_t:
         db = db._view(roots=tuple(root["roots"]), index_basis_t=ib,

@@ -36,17 +36,13 @@ import time
 
 import orjson
 
-__all__ = ["LEASE", "LEASE_EPOCH", "read_lease", "LeaseHolder", "LeaseLost"]
+__all__ = ["LEASE", "LEASE_EPOCH", "read_lease", "LeaseHolder"]
 
 LEASE = "lease"
 LEASE_EPOCH = "lease/epoch"
 STUCK_AFTER = 0.1    # s a takeover CAS may wait on a frozen holder's write lock
 
 log = logging.getLogger("fastdatomic.transactor")
-
-
-class LeaseLost(Exception):
-    """This transactor no longer holds the lease: stop acknowledging and exit (§4.3)."""
 
 
 def read_lease(storage) -> dict | None:
@@ -111,38 +107,42 @@ class LeaseHolder:
         self._raw = None             # the lease bytes we last wrote (heartbeat CAS expects them)
         self._seen = None            # (counter, epoch) last observed as standby
         self._seen_at = None         # monotonic time it last changed
-        self.last_heartbeat = None   # monotonic time of our last successful heartbeat
+        self.quiet = float("inf")    # seconds the holder's counter has not moved (standby)
         self.killed_stale = None     # pid of a frozen holder we had to kill to take over
 
     # --- standby side ----------------------------------------------------------
 
-    def observe(self) -> tuple[dict | None, float]:
-        """``(lease, seconds since its counter last moved, on our own clock)``.
+    def observe(self, raw: bytes | None = None) -> tuple[dict | None, float]:
+        """``(lease, seconds since its counter last moved, on our own clock)``; ``raw`` is
+        the lease record if the caller already read it.
 
         >>> from fastdatomic.storage import open_storage
         >>> h = LeaseHolder(open_storage("mem"), host="h", port=1, heartbeat_msec=1000)
         >>> h.observe()
         (None, inf)
         """
-        lease = read_lease(self.storage)
+        if raw is None:
+            raw = self.storage.get_record(LEASE)
+        lease = None if raw is None else orjson.loads(raw)
         now = time.monotonic()
-        if lease is None:
-            return None, float("inf")
-        if lease.get("released"):
-            return lease, float("inf")
+        if lease is None or lease.get("released"):
+            self.quiet = float("inf")
+            return lease, self.quiet
         key = (lease["counter"], lease["epoch"])
         if key != self._seen:
             self._seen, self._seen_at = key, now
-        return lease, now - self._seen_at
+        self.quiet = now - self._seen_at
+        return lease, self.quiet
 
     def try_acquire(self) -> bool:
         """Take the lease if nobody holds a live one; ``True`` if we are now active.
+        ``self.quiet`` is then how long the holder's counter has not moved on our clock.
 
         A live lease is one whose counter moved within the last two heartbeat intervals
         of the holder's *declared* interval, as seen on our clock since we started watching.
         """
         raw = self.storage.get_record(LEASE)
-        lease, quiet = self.observe()
+        lease, quiet = self.observe(raw)
         if lease is not None and not lease.get("released") and not _holder_is_dead(lease):
             limit = 2 * max(lease.get("heartbeat_msec", self.heartbeat_msec), 1000) / 1000.0
             if quiet < limit:
@@ -158,7 +158,6 @@ class LeaseHolder:
         if not ok:
             return False   # another standby won the race
         self.epoch, self.secret, self.counter, self._raw = epoch, secret, 0, new
-        self.last_heartbeat = time.monotonic()
         return True
 
     def _commit_unstuck(self, lease, **commit) -> bool:
@@ -207,10 +206,6 @@ class LeaseHolder:
         """The check every data commit carries: our epoch is still the current one."""
         return [(LEASE_EPOCH, str(self.epoch).encode())]
 
-    def set_endpoint(self, port: int, fingerprint: str | None):
-        """Publish the bound port and TLS fingerprint (with the next heartbeat)."""
-        self.port, self.fingerprint = port, fingerprint
-
     def heartbeat(self) -> bool:
         """CAS the lease with ``counter+1``; ``False`` means we lost it (stop at once)."""
         new = self._record(self.epoch, self.counter + 1, self.secret)
@@ -218,7 +213,6 @@ class LeaseHolder:
         if ok:
             self.counter += 1
             self._raw = new
-            self.last_heartbeat = time.monotonic()
         return ok
 
     def release(self) -> bool:

@@ -94,7 +94,6 @@ class Pipeline:
         self.queue = collections.deque()
         self.cond = threading.Condition()
         self.stopping = False
-        self.failed = False
         self.thread = None
 
     # --- set-up --------------------------------------------------------------
@@ -145,10 +144,6 @@ class Pipeline:
                 self.queue.extend(requests)
                 self.cond.notify()
 
-    def basis(self, name) -> int | None:
-        st = self.dbs.get(name)
-        return None if st is None else st.writer.db.basis_t
-
     def memory_index_bytes(self) -> int:
         return sum(st.writer.db.memindex.nbytes for st in list(self.dbs.values())
                    if st.writer.db is not None)
@@ -169,7 +164,6 @@ class Pipeline:
                 self._process(batch)
             except BaseException as e:   # never lose the writer silently
                 log.exception("writer thread failed")
-                self.failed = True
                 self.fatal(f"writer thread failed: {e!r}")
                 return
 
@@ -216,7 +210,6 @@ class Pipeline:
             self._commit(st, reqs)
 
     def _commit(self, st, reqs):
-        t0 = time.perf_counter()
         writer = st.writer
         db = writer.db
         results, outcomes = [], []
@@ -247,7 +240,6 @@ class Pipeline:
             try:
                 entries = writer.commit_prepared(results)
             except FencedError as e:
-                self.failed = True
                 log.critical("stale write rejected by storage: commit of %d transaction(s) to %r",
                              len(results), st.name)
                 self.fatal(str(e))
@@ -278,7 +270,6 @@ class Pipeline:
             self.metrics.memory_index(self.memory_index_bytes())
         if results:
             self._maybe_index(st)
-        del t0
 
     # --- catalog ----------------------------------------------------------------
 

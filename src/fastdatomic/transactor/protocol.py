@@ -34,7 +34,7 @@ import orjson
 
 __all__ = [
     "CHALLENGE", "AUTH", "WELCOME", "ERROR", "REPLY", "TRANSACT", "SUBSCRIBE", "UNSUBSCRIBE",
-    "NOVELTY", "INDEXED", "CREATE_DB", "DELETE_DB", "LIST_DBS", "STATUS", "PING", "DB_GONE",
+    "NOVELTY", "INDEXED", "CREATE_DB", "DELETE_DB", "LIST_DBS", "STATUS", "DB_GONE",
     "peer_mac", "transactor_mac", "dumps", "loads", "novelty_payload", "parse_novelty",
     "error_payload", "KIND_NAMES",
 ]
@@ -46,7 +46,6 @@ WELCOME = 3        # transactor -> peer: authenticated {mac, epoch, max_frame_by
 ERROR = 4          # transactor -> peer: a request failed (req_id) or the connection is closed (0):
                    # {kind, message, hint, data, data_edn (data with its keywords), class}
 REPLY = 5          # transactor -> peer: a request succeeded (req_id)
-PING = 6           # transactor -> peer every heartbeat: "still active" (peers detect a pause)
 TRANSACT = 10      # {db, tx: EDN text, tx_id: uuid, db_id?}    -> REPLY {t, tempids, duplicate}
                    # (db_id: the database the peer connected to; a re-created namesake refuses)
 SUBSCRIBE = 11     # {db, from_t}: novelty after from_t, then live -> REPLY {basis_t, db_id}

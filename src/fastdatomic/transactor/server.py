@@ -263,8 +263,7 @@ class Transactor:
             if self.lease.try_acquire():
                 break
             standby.poll()               # warm: follow every database's log meanwhile
-            _, quiet = self.lease.observe()
-            self.metrics.heart_monitor_msec.set(min(quiet, 1e9) * 1000.0)
+            self.metrics.heart_monitor_msec.set(min(self.lease.quiet, 1e9) * 1000.0)
             self.stopping.wait(STANDBY_POLL)
         if self.stopping.is_set():
             sock.close()
@@ -365,16 +364,6 @@ class Transactor:
             self.metrics.heartbeat_msec.observe((now - last) * 1000.0)
             last = t0 if now - t0 < hb else now
             self.metrics.object_cache_hit_ratio.set(self.pipeline.segs.hit_ratio)
-            if self.loop is not None and not self.stopping.is_set():
-                try:
-                    self.loop.call_soon_threadsafe(self._ping_peers)
-                except RuntimeError:
-                    return
-
-    def _ping_peers(self):
-        payload = P.dumps({"epoch": self.lease.epoch, "counter": self.lease.counter})
-        for s in list(self.sessions):
-            s.send(P.PING, 0, payload)
 
     # --- pid file, health, metrics ---------------------------------------------------------
 

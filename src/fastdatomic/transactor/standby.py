@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-
 from fastdatomic.db import catalog
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import DatabaseNotFoundError
@@ -40,7 +38,6 @@ class WarmStandby:
         self.dbs: dict = {}            # name -> Database
         self.tx_ids: dict = {}         # name -> TxIds (novelty's transaction UUIDs)
         self._raw: dict = {}           # name -> root bytes seen at the last poll
-        self.records_applied = 0
 
     def poll(self):
         """Follow storage: new, changed and deleted databases."""
@@ -50,26 +47,21 @@ class WarmStandby:
             seen.add(name)
             if self._raw.get(name) == raw:
                 continue                 # nothing committed since the last poll
-            root = orjson.loads(raw)
-            root["roots"] = [bytes.fromhex(r) if r else None for r in root["roots"]]
-            db = self.dbs.get(name)
+            root = catalog.decode_root(name, raw)
+            db, ids = self.dbs.get(name), self.tx_ids.get(name)
             try:
                 if db is None or db.db_id != root["db_id"]:
                     db = catalog.load_database(self.storage, name, segs=self.segs)
+                    ids = TxIds(db)
                 else:
-                    before = db.basis_t
-                    db = catalog.advance(self.storage, db, root)
-                    if db.basis_t != before:
-                        self.records_applied += 1
+                    # One read of the new log records serves the value and the tx ids.
+                    records = list(self.storage.log_range(db.db_id, db.basis_t + 1,
+                                                          root["basis_t"] + 1))
+                    db = catalog.advance(self.storage, db, root, records)
+                    ids.follow(self.storage, db, records)
             except DatabaseNotFoundError:
                 continue                 # deleted between the listing and the read
-            self.dbs[name] = db
-            self._raw[name] = raw
-            ids = self.tx_ids.get(name)
-            if ids is None or ids.db_id != db.db_id:
-                self.tx_ids[name] = TxIds(db)
-            else:
-                ids.follow(self.storage, db)
+            self.dbs[name], self.tx_ids[name], self._raw[name] = db, ids, raw
         for name in list(self.dbs):
             if name not in seen:
                 del self.dbs[name]

@@ -51,11 +51,16 @@ class TxIds:
         if t > self.basis_t:
             self.basis_t = t
 
-    def follow(self, storage, db) -> "TxIds":
-        """Bring these ids up to ``db`` (a later value of the same database): read only the
-        log records since our basis; drop the ids a newer durable index now holds."""
+    def follow(self, storage, db, records=None) -> "TxIds":
+        """Bring these ids up to ``db`` (a later value of the same database): the log
+        records since our basis (``records`` if the caller read them already); drop the ids
+        a newer durable index now holds."""
         if db.basis_t > self.basis_t:
-            for t, rec in storage.log_range(db.db_id, self.basis_t + 1, db.basis_t + 1):
+            if records is None:
+                records = storage.log_range(db.db_id, self.basis_t + 1, db.basis_t + 1)
+            for t, rec in records:
+                if t <= self.basis_t:
+                    continue
                 _, _, keys, flags = decode_log(rec)
                 for k in keys:
                     d = decode_key(INDEX_EAVT, k)
