@@ -20,7 +20,7 @@ import pytest
 
 import fastdatomic as fd
 from fastdatomic.db import catalog
-from fastdatomic.errors import ConfigError, TransactorUnavailableError
+from fastdatomic.errors import TransactorUnavailableError
 from fastdatomic.peer import shutdown_peers
 from fastdatomic.storage import open_storage
 from fastdatomic.transactor.lease import read_lease, LEASE_EPOCH
@@ -292,10 +292,6 @@ def test_cli_admin_and_status(tmp_path):
 def test_peer_without_storage_gets_a_clear_error(tmp_path):
     with pytest.raises(fd.errors.StorageUnavailableError, match="start a transactor"):
         fd.connect(f"fastdatomic:dev://{tmp_path}/nothing/db")
-
-
-def test_config_error_type_is_exported():
-    assert issubclass(ConfigError, ValueError)
 
 
 def test_sigint_also_stops_gracefully(tmp_path):
