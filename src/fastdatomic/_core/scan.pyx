@@ -21,7 +21,10 @@ from libc.stdint cimport uint32_t, int64_t, uint64_t
 
 from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, lower_bound, upper_bound
 from fastdatomic._core.datom cimport Datom, datom_field
-from fastdatomic._core.codec cimport decode_key_ptr, key_tx
+from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id
+from fastdatomic._core.idset cimport IdSet, idset_has
+from cpython.long cimport PyLong_FromLongLong
+from fastdatomic._core.rows cimport untrack_atomic
 from fastdatomic._core.segment cimport make_block
 from libc.string cimport memcpy
 
@@ -91,6 +94,26 @@ cdef inline bint same_group(const unsigned char* a, Py_ssize_t na,
     return na == nb and memcmp(a, b, na - 9) == 0
 
 
+cdef object _key_field(int index, const unsigned char* p, Py_ssize_t n, Py_ssize_t es,
+                       Py_ssize_t vs, Py_ssize_t ve, int f):
+    # Field f (0 e, 1 a, 2 v, 3 tx, 4 added) of a key of ``index``; es/vs/ve locate e and v.
+    cdef Py_ssize_t used
+    if f == 0:
+        return PyLong_FromLongLong(read_id(p + es))
+    if f == 2:
+        if index == 3:
+            return PyLong_FromLongLong(read_id(p + 1))
+        v = decode_value_ptr(p + vs, ve - vs, &used)
+        if used != ve - vs:
+            raise ValueError("corrupt key: trailing bytes after the value")
+        return v
+    if f == 1:
+        return PyLong_FromLongLong(read_id(p + (8 if index == 0 else (9 if index == 3 else 0))))
+    if f == 3:
+        return PyLong_FromLongLong(key_tx(p, n))
+    return p[n - 1] != 0
+
+
 cdef class Scan:
     """An iterator of datoms over one index of one database value.
 
@@ -114,12 +137,17 @@ cdef class Scan:
     cdef Py_ssize_t pos[MAX_SOURCES]
     cdef Py_ssize_t lim[MAX_SOURCES]
     cdef bint tree_src          # source 0 is the tree cursor
+    cdef bint tree_last         # the tree's current leaf reaches the end key
+    cdef list held              # tree leaves left behind during the current group
     # the key found by advance()
-    cdef KeyBlock out_block
     cdef const unsigned char* out_p
     cdef Py_ssize_t out_n
     # history mode de-duplication (a datom present in two sources)
     cdef bytes last_key
+    # _min_source's memo: the source that was smallest, and the smallest other head
+    cdef int cur
+    cdef const unsigned char* bound_p
+    cdef Py_ssize_t bound_n
 
     def __init__(self, int index, cursor, tuple runs, bytes start, end, int mode,
                  int64_t max_tx, int64_t min_tx):
@@ -140,7 +168,12 @@ cdef class Scan:
         self.blocks = []
         self.nsrc = 0
         self.tree_src = cursor is not None
+        self.tree_last = False
+        self.held = None
         self.last_key = None
+        self.cur = -1
+        self.bound_p = NULL
+        self.bound_n = 0
         if cursor is not None:
             kb = cursor.next_leaf()
             self._set_source(0, kb if kb is not None else KeyBlock.empty())
@@ -164,29 +197,54 @@ cdef class Scan:
         self.offs[i] = kb.offs
         self.pos[i] = 0
         self.lim[i] = kb.n
+        if self.has_end:
+            # Clip each source at the end key once, so the merge never compares a key
+            # with the end; a tree leaf clipped short is the tree's last.
+            self.lim[i] = lower_bound(kb.base, kb.offs, 0, kb.n, self.end_p, self.end_n)
+            if i == 0 and self.tree_src and self.lim[i] < kb.n:
+                self.tree_last = True
 
     cdef int _refill(self) except -1:
-        # The tree source ran off its leaf: pull the next one (Python, rare).
+        # The tree source ran off its leaf: pull the next one (Python, rare). The leaf
+        # left behind may hold the current group's keys: keep it until the group ends.
         cdef KeyBlock kb
         while True:
-            nxt = self.cursor.next_leaf()
+            nxt = None if self.tree_last else self.cursor.next_leaf()
             if nxt is None:
                 self.tree_src = False
                 self.lim[0] = 0
                 self.pos[0] = 0
                 return 0
+            if self.held is None:
+                self.held = [self.blocks[0]]
+            else:
+                self.held.append(self.blocks[0])
             kb = <KeyBlock>nxt
             self._set_source(0, kb)
-            if kb.n:
+            if self.lim[0] > 0:
                 return 1
 
     cdef inline int _min_source(self) except -2:
         # Index of the source with the smallest head key, -1 when all are done.
-        cdef int i, best = -1
+        #
+        # Sources rarely interleave key by key (novelty runs hold different entities,
+        # or later versions of a few), so the source that was smallest usually stays
+        # smallest for a long stretch. While its head stays below ``bound`` (the
+        # smallest head among the other sources, which cannot change meanwhile), it
+        # is the answer without looking at the others: one comparison per key
+        # instead of one per source.
+        cdef int i, best = -1, cur = self.cur
         cdef const unsigned char* bp = NULL
         cdef Py_ssize_t bn = 0
+        cdef const unsigned char* sp = NULL
+        cdef Py_ssize_t sn = 0
         cdef const unsigned char* p
         cdef Py_ssize_t n
+        if cur >= 0 and self.pos[cur] < self.lim[cur]:
+            p = self.base[cur] + self.offs[cur][self.pos[cur]]
+            n = self.offs[cur][self.pos[cur] + 1] - self.offs[cur][self.pos[cur]]
+            if self.bound_p == NULL or cmp_bytes(p, n, self.bound_p, self.bound_n) < 0:
+                return cur
         if self.tree_src and self.pos[0] >= self.lim[0]:
             self._refill()
         for i in range(self.nsrc):
@@ -194,25 +252,34 @@ cdef class Scan:
                 p = self.base[i] + self.offs[i][self.pos[i]]
                 n = self.offs[i][self.pos[i] + 1] - self.offs[i][self.pos[i]]
                 if best < 0 or cmp_bytes(p, n, bp, bn) < 0:
+                    if best >= 0:
+                        sp = bp
+                        sn = bn
                     best = i
                     bp = p
                     bn = n
-        if best >= 0 and self.has_end and cmp_bytes(bp, bn, self.end_p, self.end_n) >= 0:
-            return -1
+                elif sp == NULL or cmp_bytes(p, n, sp, sn) < 0:
+                    sp = p
+                    sn = n
+        self.cur = best
+        self.bound_p = sp
+        self.bound_n = sn
         return best
 
     cdef int advance(self) except -1:
-        """Find the next visible key; 1 when found (out_p/out_n/out_block), 0 at the end."""
+        """Find the next visible key; 1 when found (out_p/out_n, valid until the next
+        call), 0 at the end."""
         cdef int s
         cdef const unsigned char* p
         cdef Py_ssize_t n
         cdef const unsigned char* gp
         cdef Py_ssize_t gn
         cdef int64_t tx
-        cdef KeyBlock best_block = None
         cdef const unsigned char* best_p = NULL
         cdef Py_ssize_t best_n = 0
         if self.mode == 1:
+            if self.held is not None:
+                self.held = None
             while True:
                 s = self._min_source()
                 if s < 0:
@@ -228,7 +295,6 @@ cdef class Scan:
                             memcmp(PyBytes_AS_STRING(self.last_key), p, n) == 0:
                         continue
                     self.last_key = PyBytes_FromStringAndSize(<const char*>p, n)
-                self.out_block = <KeyBlock>self.blocks[s]
                 self.out_p = p
                 self.out_n = n
                 return 1
@@ -236,26 +302,28 @@ cdef class Scan:
             s = self._min_source()
             if s < 0:
                 return 0
+            if self.held is not None:
+                self.held = None      # the previous group's leaves are done with
             gp = self.base[s] + self.offs[s][self.pos[s]]
             gn = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
-            group_block = self.blocks[s]   # keeps gp alive while the tree moves on
             best_p = NULL
+            p = gp
+            n = gn
             while True:
-                p = self.base[s] + self.offs[s][self.pos[s]]
-                n = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
-                if not same_group(gp, gn, p, n):
-                    break
+                # p is in the group (e a v): the last version with tx <= max_tx counts
                 tx = key_tx(p, n)
                 if tx <= self.max_tx:
-                    best_block = <KeyBlock>self.blocks[s]
                     best_p = p
                     best_n = n
                 self.pos[s] += 1
                 s = self._min_source()
                 if s < 0:
                     break
+                p = self.base[s] + self.offs[s][self.pos[s]]
+                n = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
+                if not same_group(gp, gn, p, n):
+                    break
             if best_p != NULL and best_p[best_n - 1] == 1 and key_tx(best_p, best_n) > self.min_tx:
-                self.out_block = best_block
                 self.out_p = best_p
                 self.out_n = best_n
                 return 1
@@ -305,6 +373,100 @@ cdef class Scan:
             else:
                 out.append(tuple([datom_field(d, f[k]) for k in range(nf)]))
             c += 1
+        return out
+
+    def select(self, fields, Py_ssize_t limit=-1, IdSet e_in=None, bytes v_eq=None,
+               bytes v_lo=None, bint lo_incl=True, bytes v_hi=None, bint hi_incl=True):
+        """Up to ``limit`` visible datoms that pass the filters, as tuples of ``fields``
+        (0 e, 1 a, 2 v, 3 tx, 4 added; an empty ``fields`` gives ``()`` per datom).
+
+        The filters read the key bytes, so a datom that fails one is never decoded:
+        ``e_in`` keeps datoms whose entity is in the set; ``v_eq`` those whose encoded
+        value equals it; ``v_lo``/``v_hi`` bound the encoded value (inclusive unless
+        ``lo_incl``/``hi_incl`` is false). Encoded values sort as the values do within
+        one type, so a bound on a same-typed constant is a comparison predicate.
+        Only the fields asked for are decoded (a string value of an ``[?e :a _]``
+        pattern is never built).
+
+        >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
+        >>> from fastdatomic._core.segment import KeyBlock
+        >>> from fastdatomic._core.idset import IdSet
+        >>> keys = [encode_key(INDEX_AEVT, e, 72, TYPE_LONG, e * 10, 5, True) for e in (1, 2, 3)]
+        >>> sc = Scan(INDEX_AEVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 99, -1)
+        >>> sc.select((0, 2), -1, e_in=IdSet.of([2, 3]))
+        [(2, 20), (3, 30)]
+        """
+        cdef list out = []
+        cdef Py_ssize_t c = 0, nf = len(fields), k, vs, ve, es
+        cdef int f[5]
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        cdef const unsigned char* eqp = NULL
+        cdef const unsigned char* lop = NULL
+        cdef const unsigned char* hip = NULL
+        cdef Py_ssize_t eqn = 0, lon = 0, hin = 0
+        cdef int r
+        cdef tuple row
+        cdef int index = self.index
+        if nf > 5:
+            raise ValueError("at most 5 fields")
+        for k in range(nf):
+            f[k] = fields[k]
+            if not 0 <= f[k] < 5:
+                raise ValueError(f"datom field {f[k]} is not 0..4 (e a v tx added)")
+        if v_eq is not None:
+            eqp = <const unsigned char*>PyBytes_AS_STRING(v_eq)
+            eqn = PyBytes_GET_SIZE(v_eq)
+        if v_lo is not None:
+            lop = <const unsigned char*>PyBytes_AS_STRING(v_lo)
+            lon = PyBytes_GET_SIZE(v_lo)
+        if v_hi is not None:
+            hip = <const unsigned char*>PyBytes_AS_STRING(v_hi)
+            hin = PyBytes_GET_SIZE(v_hi)
+        while (limit < 0 or c < limit) and self.advance():
+            p = self.out_p
+            n = self.out_n
+            # where e and v sit in this index's key (see codec.pyx)
+            if index == 0 or index == 1:
+                es = 0 if index == 0 else 8
+                vs = 16
+                ve = n - 9
+            elif index == 2:
+                es = n - 17
+                vs = 8
+                ve = n - 17
+            else:
+                es = 17
+                vs = 0
+                ve = 9
+            if e_in is not None and not idset_has(e_in, read_id(p + es)):
+                continue
+            if eqp != NULL and (ve - vs != eqn or memcmp(p + vs, eqp, eqn) != 0):
+                continue
+            if lop != NULL:
+                r = cmp_bytes(p + vs, ve - vs, lop, lon)
+                if r < 0 or (r == 0 and not lo_incl):
+                    continue
+            if hip != NULL:
+                r = cmp_bytes(p + vs, ve - vs, hip, hin)
+                if r > 0 or (r == 0 and not hi_incl):
+                    continue
+            c += 1
+            if nf == 0:
+                out.append(())
+                continue
+            if nf == 1:
+                row = (_key_field(index, p, n, es, vs, ve, f[0]),)
+            elif nf == 2:
+                row = (_key_field(index, p, n, es, vs, ve, f[0]),
+                       _key_field(index, p, n, es, vs, ve, f[1]))
+            elif nf == 3:
+                row = (_key_field(index, p, n, es, vs, ve, f[0]),
+                       _key_field(index, p, n, es, vs, ve, f[1]),
+                       _key_field(index, p, n, es, vs, ve, f[2]))
+            else:
+                row = tuple([_key_field(index, p, n, es, vs, ve, f[k]) for k in range(nf)])
+            out.append(untrack_atomic(row))
         return out
 
     def take(self, Py_ssize_t limit=-1):

@@ -1,0 +1,32 @@
+# cython: language_level=3
+from libc.stdint cimport int64_t, uint64_t, INT64_MIN
+
+
+cdef class IdSet:
+    """A set of 64-bit entity ids (open addressing) that a scan tests in C."""
+    cdef int64_t* slots
+    cdef uint64_t mask
+    cdef readonly Py_ssize_t n
+    cdef bint has_empty_marker     # INT64_MIN itself is a member
+
+    cdef int _add(self, int64_t x) except -1
+
+
+cdef inline uint64_t id_hash(int64_t x) noexcept nogil:
+    # Fibonacci hashing; entity ids are dense in their low bits, the multiply spreads them.
+    return (<uint64_t>x) * <uint64_t>0x9E3779B97F4A7C15ULL
+
+
+cdef inline bint idset_has(IdSet s, int64_t x) noexcept nogil:
+    cdef uint64_t i
+    cdef int64_t y
+    if x == INT64_MIN:
+        return s.has_empty_marker
+    i = (id_hash(x) >> 20) & s.mask
+    while True:
+        y = s.slots[i]
+        if y == x:
+            return True
+        if y == INT64_MIN:
+            return False
+        i = (i + 1) & s.mask

@@ -1,0 +1,127 @@
+# cython: language_level=3
+"""``IdSet``: a set of entity ids a scan can test without touching Python objects.
+
+The query engine joins a data pattern with entities it has already bound (``[?e :name
+"Ivan"] [?e :age ?a]``). Rather than decoding every ``:age`` datom into Python and
+hash-joining, the scan reads the entity id straight from the key bytes and skips keys
+whose entity is not in this set: only matching datoms are ever decoded.
+
+>>> s = IdSet.of([3, 17592186045418, -1])
+>>> len(s), 3 in s, 4 in s
+(3, True, False)
+>>> IdSet.of([1, "x"]) is None     # not all ids: the caller takes another path
+True
+"""
+
+from cpython.long cimport PyLong_Check
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.stdint cimport int64_t, uint64_t, INT64_MIN
+
+
+cdef class IdSet:
+
+    def __cinit__(self):
+        self.slots = NULL
+        self.mask = 0
+        self.n = 0
+        self.has_empty_marker = False
+
+    def __dealloc__(self):
+        if self.slots != NULL:
+            PyMem_Free(self.slots)
+
+    @staticmethod
+    def of(values):
+        """An ``IdSet`` of ``values`` (a sized iterable), or ``None`` when one is not an
+        int (bool excluded) or does not fit 64 bits.
+
+        >>> sorted(IdSet.of({5, 6}).to_list())
+        [5, 6]
+        """
+        cdef Py_ssize_t want = len(values), cap = 16, i
+        cdef IdSet s = IdSet.__new__(IdSet)
+        while cap < 2 * want + 2:
+            cap <<= 1
+        s.slots = <int64_t*>PyMem_Malloc(cap * sizeof(int64_t))
+        if s.slots == NULL:
+            raise MemoryError()
+        for i in range(cap):
+            s.slots[i] = INT64_MIN
+        s.mask = <uint64_t>(cap - 1)
+        for v in values:
+            if type(v) is not int:
+                return None
+            try:
+                s._add(<int64_t>v)
+            except OverflowError:
+                return None
+        return s
+
+    @staticmethod
+    def of_column(list rows, Py_ssize_t col):
+        """An ``IdSet`` of column ``col`` of ``rows`` (tuples), or ``None`` when a value
+        there is not an int that fits 64 bits: the distinct entities a relation binds.
+
+        >>> len(IdSet.of_column([(1, "a"), (2, "b"), (1, "c")], 0))
+        2
+        """
+        cdef Py_ssize_t want = len(rows), cap = 16, i
+        cdef IdSet s = IdSet.__new__(IdSet)
+        cdef tuple row
+        while cap < 2 * want + 2:
+            cap <<= 1
+        s.slots = <int64_t*>PyMem_Malloc(cap * sizeof(int64_t))
+        if s.slots == NULL:
+            raise MemoryError()
+        for i in range(cap):
+            s.slots[i] = INT64_MIN
+        s.mask = <uint64_t>(cap - 1)
+        for row in rows:
+            v = row[col]
+            if type(v) is not int:
+                return None
+            try:
+                s._add(<int64_t>v)
+            except OverflowError:
+                return None
+        return s
+
+    cdef int _add(self, int64_t x) except -1:
+        cdef uint64_t i
+        if x == INT64_MIN:
+            if not self.has_empty_marker:
+                self.has_empty_marker = True
+                self.n += 1
+            return 0
+        i = (id_hash(x) >> 20) & self.mask
+        while True:
+            if self.slots[i] == x:
+                return 0
+            if self.slots[i] == INT64_MIN:
+                self.slots[i] = x
+                self.n += 1
+                return 0
+            i = (i + 1) & self.mask
+
+    def __len__(self):
+        return self.n
+
+    def __contains__(self, x):
+        if type(x) is not int:
+            return False
+        try:
+            return idset_has(self, <int64_t>x)
+        except OverflowError:
+            return False
+
+    def to_list(self):
+        """The members, in no particular order.
+
+        >>> IdSet.of([7]).to_list()
+        [7]
+        """
+        cdef list out = [self.slots[i] for i in range(<Py_ssize_t>self.mask + 1)
+                         if self.slots[i] != INT64_MIN]
+        if self.has_empty_marker:
+            out.append(INT64_MIN)
+        return out

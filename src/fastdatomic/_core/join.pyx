@@ -1,0 +1,129 @@
+# cython: language_level=3
+"""Relational kernels of the query engine: hash join and product over rows of tuples.
+
+A relation is a list of equal-length tuples (one column per variable). Joining two of
+them on their shared variables is where a multi-clause query spends its time, so the
+loop lives here: the build side goes into a dict keyed by the join value (one column:
+the value itself, several: a tuple), the probe side looks each row up, and every
+output row is made in one allocation from the two input rows, with no intermediate
+tuples.
+
+>>> hash_join([(1, "a"), (2, "b")], (0,), [(2, 20), (3, 30), (2, 21)], (0,), (1,))
+[(2, 'b', 20), (2, 'b', 21)]
+>>> product([(1,), (2,)], [("x",)])
+[(1, 'x'), (2, 'x')]
+"""
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.list cimport PyList_New, PyList_Append
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.ref cimport PyObject, Py_INCREF
+
+from fastdatomic._core.rows cimport untrack_atomic
+
+DEF CHECK_EVERY = 65536
+
+
+cdef inline object _key(tuple row, tuple idx, Py_ssize_t nk):
+    cdef Py_ssize_t k
+    cdef tuple t
+    if nk == 1:
+        return <object>PyTuple_GET_ITEM(row, <Py_ssize_t>idx[0])
+    t = PyTuple_New(nk)
+    for k in range(nk):
+        v = <object>PyTuple_GET_ITEM(row, <Py_ssize_t>idx[k])
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(t, k, v)
+    return t
+
+
+cdef inline tuple _concat(tuple a, tuple b, Py_ssize_t* rest, Py_ssize_t nr):
+    # a's columns, then b's columns at positions rest[0..nr)
+    cdef Py_ssize_t na = PyTuple_GET_SIZE(a), i
+    cdef tuple t = PyTuple_New(na + nr)
+    cdef object v
+    for i in range(na):
+        v = <object>PyTuple_GET_ITEM(a, i)
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(t, i, v)
+    for i in range(nr):
+        v = <object>PyTuple_GET_ITEM(b, rest[i])
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(t, na + i, v)
+    return untrack_atomic(t)
+
+
+def hash_join(list a_rows, tuple a_key, list b_rows, tuple b_key, tuple b_rest, check=None):
+    """Rows ``a + b[b_rest]`` for every pair of rows with ``a[a_key] == b[b_key]``.
+
+    ``a`` is the build side (pass the smaller relation); output rows follow ``b``'s
+    order. ``check`` (when given) is called every 65536 probes: the query timeout.
+
+    >>> hash_join([(1,)], (0,), [(1, "x"), (1, "y")], (0,), (1,))
+    [(1, 'x'), (1, 'y')]
+    """
+    cdef dict table = {}
+    cdef Py_ssize_t nk = len(a_key), nr = len(b_rest), i, j, m
+    cdef Py_ssize_t rest[64]
+    cdef PyObject* hit
+    cdef list out = []
+    cdef list many
+    cdef tuple row, arow
+    if nk != len(b_key) or nk == 0:
+        raise ValueError("join keys must be non-empty and of equal length")
+    if nr > 64:
+        raise ValueError("at most 64 columns")
+    for i in range(nr):
+        rest[i] = b_rest[i]
+    for row in a_rows:
+        k = _key(row, a_key, nk)
+        hit = PyDict_GetItem(table, k)
+        if hit == NULL:
+            PyDict_SetItem(table, k, row)
+        elif type(<object>hit) is list:
+            (<list>hit).append(row)
+        else:
+            PyDict_SetItem(table, k, [<object>hit, row])
+    i = 0
+    for row in b_rows:
+        i += 1
+        if check is not None and i % CHECK_EVERY == 0:
+            check()
+        hit = PyDict_GetItem(table, _key(row, b_key, nk))
+        if hit == NULL:
+            continue
+        if type(<object>hit) is list:
+            many = <list>hit
+            m = len(many)
+            for j in range(m):
+                out.append(_concat(<tuple>many[j], row, rest, nr))
+        else:
+            out.append(_concat(<tuple>hit, row, rest, nr))
+    return out
+
+
+def product(list a_rows, list b_rows, check=None):
+    """Every ``a + b`` (a relation product), in ``a``-major order.
+
+    >>> product([(1,)], [(2,), (3,)])
+    [(1, 2), (1, 3)]
+    """
+    cdef list out = []
+    cdef tuple x, y
+    cdef Py_ssize_t nb = len(b_rows), i = 0, j
+    cdef Py_ssize_t rest[64]
+    if not a_rows or not b_rows:
+        return out
+    nr = PyTuple_GET_SIZE(<tuple>b_rows[0])
+    if nr > 64:
+        raise ValueError("at most 64 columns")
+    for j in range(nr):
+        rest[j] = j
+    for x in a_rows:
+        i += nb
+        if check is not None and i >= CHECK_EVERY:
+            i = 0
+            check()
+        for y in b_rows:
+            out.append(_concat(x, y, rest, nr))
+    return out
