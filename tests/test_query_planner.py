@@ -35,7 +35,9 @@ def test_selective_clause_goes_first_whatever_the_written_order(db):
 def test_predicates_run_as_soon_as_their_inputs_are_bound(db):
     plan = explain('[:find ?e :where [?e :p/age ?a] [?e :p/name "Rare"] [(>= ?a 50)]]', db)
     assert _order(plan) == ['[?e :p/name "Rare"]', '[?e :p/age ?a]', '[(>= ?a 50)]']
-    assert [step["rows"] for step in plan["plan"]] == [20, 20, 10]
+    # the probe of :p/age already applies the comparison (query/ranges.py): the
+    # predicate step then has nothing left to remove
+    assert [step["rows"] for step in plan["plan"]] == [20, 10, 10]
 
 
 def test_plan_reports_estimates_and_rows(db):

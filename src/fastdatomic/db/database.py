@@ -403,6 +403,41 @@ class Database:
         hi = prefix_end(a) if end is None else a + encode_value(at.vtype, end)
         return self._scan(INDEX_AVET, lo, hi)
 
+    def _avet_bounds(self, attr_id: int, lo: bytes | None, hi: bytes | None):
+        # Keys of AVET for attr_id whose encoded value lies in [lo, hi] (None: open).
+        a = encode_id(attr_id)
+        return (a if lo is None else a + lo), prefix_end(a if hi is None else a + hi)
+
+    def encoded_value_range(self, attr_id: int, lo: bytes | None, hi: bytes | None):
+        """AVET datoms of the (indexed) attribute ``attr_id`` whose *encoded* value lies in
+        ``[lo, hi]`` (``None`` leaves a side open): what the query engine scans for a
+        comparison predicate on an indexed attribute (``query/ranges.py``).
+
+        >>> from fastdatomic._core.codec import encode_value, TYPE_KEYWORD
+        >>> a = db.attribute(":db/ident").id
+        >>> k = encode_value(TYPE_KEYWORD, Keyword("db/ident"))
+        >>> [d.e for d in db.encoded_value_range(a, k, k)]
+        [10]
+        """
+        start, end = self._avet_bounds(attr_id, lo, hi)
+        return self._scan(INDEX_AVET, start, end)
+
+    def estimate_value_range(self, attr_id: int, lo: bytes | None, hi: bytes | None) -> int:
+        """Upper bound of ``len(encoded_value_range(attr_id, lo, hi))`` from tree counts
+        and binary searches only (history included), as ``estimate`` is.
+
+        >>> a = db.attribute(":db/ident").id
+        >>> db.estimate_value_range(a, None, None) >= db.count_datoms("aevt", ":db/ident")
+        True
+        """
+        return self._estimate_keys(INDEX_AVET, *self._avet_bounds(attr_id, lo, hi))
+
+    def _estimate_keys(self, index: int, lo: bytes, hi) -> int:
+        total = count_range(self.segs, self.roots[index], lo, hi)
+        for run in self.memindex.runs[index]:
+            total += (len(run) if hi is None else run.lower_bound(hi)) - run.lower_bound(lo)
+        return total
+
     def count_datoms(self, index, *components) -> int:
         """How many datoms ``datoms(index, *components)`` yields, without materialising them.
 
@@ -424,11 +459,7 @@ class Database:
         """
         index = index_code(index)
         lo = self._prefix(index, components)
-        hi = prefix_end(lo)
-        total = count_range(self.segs, self.roots[index], lo, hi)
-        for run in self.memindex.runs[index]:
-            total += (len(run) if hi is None else run.lower_bound(hi)) - run.lower_bound(lo)
-        return total
+        return self._estimate_keys(index, lo, prefix_end(lo))
 
     # --- writing: a new value with one transaction's datoms ---------------------
 

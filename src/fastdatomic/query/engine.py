@@ -21,7 +21,9 @@ import re
 import statistics
 import time
 
-from fastdatomic._core.codec import TYPE_KEYWORD
+from fastdatomic._core.codec import TYPE_KEYWORD, encode_value, decode_value as _decode_value
+from fastdatomic._core.idset import IdSet
+from fastdatomic._core.join import hash_join, product
 from fastdatomic._core.scan import Scan
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
@@ -33,6 +35,7 @@ from fastdatomic.query.ast import (
 )
 from fastdatomic.query.parser import parse_query, parse_rules
 from fastdatomic.query.planner import choose_next, needs
+from fastdatomic.query import ranges as _ranges
 from fastdatomic.types import Keyword, Symbol
 
 __all__ = ["q", "query", "register_query_fn", "register_aggregate", "QueryError",
@@ -55,7 +58,8 @@ DOLLAR = SrcVar(Symbol("$"))
 _PLACE = Placeholder()
 _FIELDS = ("e", "a", "v", "tx", "added")
 PROBE_SMALL = 64      # always look up per value when a bound var has at most this many values
-PROBE_RATIO = 16      # else look up per value when values * ratio < datoms of the attribute
+PROBE_RATIO = 200     # else look up per value when values * ratio < datoms of the attribute
+                      # (a lookup costs about what scanning 200 keys in C does)
 
 
 def _err(msg, clause=None, **data):
@@ -101,7 +105,8 @@ def _project(rel, vars_):
 class Ctx:
     """One evaluation scope: relations, sources, rules, deadline."""
 
-    __slots__ = ("rels", "sources", "rules", "deadline", "tables", "counts", "ticks")
+    __slots__ = ("rels", "sources", "rules", "deadline", "tables", "counts", "ticks",
+                 "ranges", "satisfied")
 
     def __init__(self, sources, rules, deadline, tables=None, counts=None):
         self.rels = []
@@ -111,6 +116,10 @@ class Ctx:
         self.tables = tables
         self.counts = {} if counts is None else counts
         self.ticks = 0
+        # comparison bounds per variable that a scan may apply (query/ranges.py), and
+        # the predicate clauses a scan has already made true of every row
+        self.ranges = {}
+        self.satisfied = set()
 
     def child(self, sources=None):
         c = Ctx(self.sources if sources is None else sources, self.rules, self.deadline,
@@ -166,50 +175,22 @@ class Ctx:
             return b
         if not b.vars:
             return a
-        check = self.check
         if not shared:
             if len(a.rows) * len(b.rows) > 100_000:
-                check()
-            rows = []
-            n = 0
-            for x in a.rows:
-                n += len(b.rows)
-                if n > 200_000:
-                    n = 0
-                    check()
-                for y in b.rows:
-                    rows.append(x + y)
-            return Rel(a.vars + b.vars, rows)
+                self.check()
+            return Rel(a.vars + b.vars, product(a.rows, b.rows, self.check))
         if len(a.rows) > len(b.rows):
             a, b = b, a
-        ka = _getter([a.vars.index(v) for v in shared])
-        kb = _getter([b.vars.index(v) for v in shared])
-        rest = [i for i, v in enumerate(b.vars) if v not in shared]
-        table = {}
-        for row in a.rows:
-            table.setdefault(ka(row), []).append(row)
-        rows = []
-        if rest:
-            rg = _getter(rest)
-            for i, row in enumerate(b.rows):
-                if not (i & 0x3FFF):
-                    check()
-                m = table.get(kb(row))
-                if m is not None:
-                    ext = rg(row)
-                    for x in m:
-                        rows.append(x + ext)
-            return Rel(a.vars + tuple(b.vars[i] for i in rest), rows)
-        for i, row in enumerate(b.rows):
-            if not (i & 0x3FFF):
-                check()
-            m = table.get(kb(row))
-            if m is not None:
-                rows.extend(m)
-        return Rel(a.vars, rows)
+        rest = tuple(i for i, v in enumerate(b.vars) if v not in shared)
+        rows = hash_join(a.rows, tuple(a.vars.index(v) for v in shared),
+                         b.rows, tuple(b.vars.index(v) for v in shared), rest,
+                         self.check if self.deadline is not None else None)
+        return Rel(a.vars + tuple(b.vars[i] for i in rest), rows)
 
     def result(self, vars_):
         """The product of all relations projected on ``vars_`` (as a list, may repeat)."""
+        if len(self.rels) == 1 and self.rels[0].vars == tuple(vars_):
+            return self.rels[0]
         rel = Rel((), [()])
         need = set(vars_)
         for r in self.rels:
@@ -217,8 +198,9 @@ class Ctx:
                 rel = self.join(rel, r)
             elif not r.rows:
                 return Rel(vars_, [])
-        g = _getter([rel.vars.index(v) for v in vars_]) if vars_ else (lambda r: ())
-        return Rel(vars_, [g(r) for r in rel.rows])
+        if not vars_:
+            return Rel(vars_, [() for _ in rel.rows])
+        return Rel(vars_, list(map(_getter([rel.vars.index(v) for v in vars_]), rel.rows)))
 
 
 # --- sources and constants ------------------------------------------------------------------
@@ -357,8 +339,20 @@ def _pattern_db(ctx, clause, db):
     #   v known, ref attr (or a unknown and v an entity) -> VAET [v a?]
     #   a known               -> AEVT [a]      (then filter v / tx)
     #   nothing known         -> EAVT full scan (then filter)
+    # the entities ?e is bound to, as a C set (None: not bound, or not all int ids)
+    e_ids = None
+    if type(e) is Variable and e in bound:
+        r = ctx.rel_of(e)
+        e_ids = IdSet.of_column(r.rows, r.vars.index(e))
+
     def probe_var(el, i):
         if type(el) is not Variable or el not in bound:
+            return None
+        if i == 0 and e_ids is not None:
+            n = len(e_ids)
+            if n <= PROBE_SMALL or (attr is not None and
+                                    n * PROBE_RATIO < _attr_count(ctx, db, attr)):
+                return e_ids.to_list()
             return None
         vals = ctx.values_of(el)
         if len(vals) <= PROBE_SMALL:
@@ -381,24 +375,50 @@ def _pattern_db(ctx, clause, db):
             vals = probe_var(v, 2)
             if vals is not None:
                 plan = ("avet" if attr.indexed else "vaet", 2, vals)
-    if plan is None and attr is None and 2 in cvals and type(cvals[2]) is int and 1 not in cvals:
-        pass  # value of unknown type: cannot use VAET safely (non-ref ints); scan
     if plan is None and attr is None and type(a) is Variable and a in bound:
         vals = ctx.values_of(a)
         if len(vals) <= PROBE_SMALL:
             plan = ("aevt", 1, vals)
 
+    # Filters the scan applies to key bytes, before decoding (``Scan.select``):
+    #   e_in   entities already bound (a semi-join instead of decoding every datom)
+    #   v_eq   a constant value of a scanned attribute
+    #   range  comparison predicates on the value variable (query/ranges.py)
+    sel = {}
+    vrange = None
+    if plan is None and attr is not None:
+        if e_ids is not None:
+            sel["e_in"] = e_ids
+        if 2 in cvals:
+            enc = _encoded_const(attr, cvals[2])
+            if enc is not None:
+                sel["v_eq"] = enc
+
+    if attr is not None and type(v) is Variable and v not in bound and v in ctx.ranges:
+        vrange = _ranges.encoded_range(ctx.ranges[v], attr.vtype)
+        if vrange is not None:
+            lo, lo_incl, hi, hi_incl, _ = vrange
+            sel.update(v_lo=lo, lo_incl=lo_incl, v_hi=hi, hi_incl=hi_incl)
+    renamed = {}   # stream number -> the bound value its entity id was resolved from
     if plan is None:
-        datoms = db.datoms("aevt", attr.id) if attr is not None else db.datoms("eavt")
+        if vrange is not None and attr.indexed and "e_in" not in sel:
+            datoms = db.encoded_value_range(attr.id, vrange[0], vrange[2])
+        else:
+            datoms = db.datoms("aevt", attr.id) if attr is not None else db.datoms("eavt")
         streams = [datoms]
     else:
         index, p, vals = plan
         streams = []
         for x in vals:
             if p == 0:
+                given = x
                 x = _resolve_e(db, x)
                 if x is None:
                     continue
+                if x is not given and x != given:
+                    # ?e is bound to an ident or lookup ref: rows must carry that value
+                    # to join with the relation that bound it
+                    renamed[len(streams)] = given
                 comps = (x,) if attr is None else (x, attr.id)
                 if attr is not None and 2 in cvals:
                     comps = (x, attr.id, cvals[2])
@@ -423,16 +443,36 @@ def _pattern_db(ctx, clause, db):
     check = ctx.check
     n = 0
     field_idx = [_FIELDS.index(f) for f in fields]
-    for datoms in streams:
-        if type(datoms) is Scan and not filters and not eqs and field_idx:
+    # what the C scan cannot check: tx / added constants, repeated variables
+    if "v_eq" in sel:
+        filters = [(f, x) for f, x in filters if f != "v"]
+    v_in_prefix = plan is not None and (plan[0] in ("avet", "vaet") or
+                                        (plan[0] == "eavt" and attr is not None))
+    c_ok = not eqs and all(f == "e" or f == "a" or (f == "v" and v_in_prefix)
+                           for f, _ in filters)
+    all_scans = True
+    e_col = fields.index("e") if "e" in fields else None
+    for si, datoms in enumerate(streams):
+        if si in renamed and e_col is not None:
+            given, start = renamed[si], len(rows)
+        else:
+            given = start = None
+        if type(datoms) is Scan and c_ok:
             # The common case: rows straight from the C scan, in chunks (timeout checks).
+            # Constant e / a / v of a probe are in the scan's key prefix already.
             while True:
-                chunk = datoms.tuples(field_idx, 8192)
+                chunk = datoms.select(field_idx, 8192, **sel)
                 rows.extend(chunk)
                 check()
                 if len(chunk) < 8192:
                     break
+            if given is not None:
+                rows[start:] = [r[:e_col] + (given,) + r[e_col + 1:] for r in rows[start:]]
             continue
+        all_scans = False
+        if "v_eq" in sel:   # not applied by a scan: filter on the value as before
+            filters.append(("v", cvals[2]))
+            del sel["v_eq"]
         for d in datoms:
             n += 1
             if not (n & 0x1FFF):
@@ -456,9 +496,27 @@ def _pattern_db(ctx, clause, db):
                 if any(full[i] != full[j] for i, j in eqs):
                     continue
             rows.append(row)
+        if given is not None:
+            rows[start:] = [r[:e_col] + (given,) + r[e_col + 1:] for r in rows[start:]]
+    if vrange is not None and all_scans and c_ok:
+        # every value of the (newly bound) variable now satisfies these comparisons
+        ctx.satisfied.update(id(b.clause) for b in vrange[4])
     if not out_vars:
         rows = [()] if rows else []
     return Rel(out_vars, rows)
+
+
+def _encoded_const(attr, x):
+    """The encoded form of constant ``x`` of ``attr``'s type when comparing encoded bytes
+    means the same as ``==`` on values (same Python type both ways), else None."""
+    if attr.vtype is None or attr.is_ref:
+        return None
+    try:
+        enc = encode_value(attr.vtype, x)
+    except Exception:   # noqa: BLE001 - a value of another type: compare as values
+        return None
+    back = _decode_value(enc)
+    return enc if type(back) is type(x) and back == x else None
 
 
 # --- functions and predicates -----------------------------------------------------------------
@@ -524,15 +582,34 @@ def _str(*xs):
 
 
 def _re(p):
-    return p if isinstance(p, re.Pattern) else re.compile(p)
+    """``p`` as a compiled regex: a ``#"..."`` pattern as is, a string compiled (``re-pattern``).
+
+    >>> _re("a+").pattern, _re(_re("a+")).pattern
+    ('a+', 'a+')
+    """
+    if type(p) is re.Pattern:
+        return p
+    from fastdatomic.edn import compile_regex  # Java's (?<name>..) and a clear error
+    return compile_regex(p)
 
 
 def _re_result(m):
+    """Clojure's shape of a match: the matched text, or ``(whole g1 g2 ...)`` when the
+    regex has groups (an unmatched group is nil); nil for no match.
+
+    >>> _re_result(re.search("b(.)", "abc")), _re_result(re.search("b", "abc"))
+    (('bc', 'c'), 'b')
+    """
     if m is None:
         return None
     if m.re.groups:
         return (m.group(0),) + m.groups()
     return m.group(0)
+
+
+def _re_seq(p, s):
+    """Clojure's ``re-seq``: every match of ``p`` in ``s`` in order, nil when none."""
+    return tuple(_re_result(m) for m in _re(p).finditer(s)) or None
 
 
 def _quot(a, b):
@@ -617,7 +694,7 @@ BUILTINS = {
     "str": _str, "subs": lambda s, i, j=None: s[i:j] if j is not None else s[i:],
     "re-find": lambda p, s: _re_result(_re(p).search(s)),
     "re-matches": lambda p, s: _re_result(_re(p).fullmatch(s)),
-    "re-seq": lambda p, s: [_re_result(m) for m in _re(p).finditer(s)],
+    "re-seq": _re_seq,
     "re-pattern": _re,
     "+": lambda *xs: sum(xs), "-": _minus, "*": _mul, "/": _div,
     "quot": _quot, "rem": _rem, "mod": lambda a, b: a % b,
@@ -660,6 +737,14 @@ def _lookup_fn(sym, clause, table=None):
         except (ImportError, AttributeError, ValueError):
             pass
     raise _err(f"unknown function {name}", clause, function=name)
+
+
+def _is_builtin(sym):
+    # True when ``sym`` names the built-in function (no user function shadows it).
+    try:
+        return _lookup_fn(sym, None) is BUILTINS.get(sym.full_name)
+    except QueryError:
+        return False
 
 
 def _fn_of(ctx, clause, row_get):
@@ -762,29 +847,38 @@ def _predicate(ctx, clause):
     ctx.rels.append(Rel(base.vars, rows))
 
 
+def _frozen(x):
+    # A bound value must be hashable (relations join and de-duplicate by hash): a
+    # vector (a lookup ref given as input, a function's vector result) binds as a tuple.
+    if type(x) is list:
+        return tuple(map(_frozen, x))
+    return x
+
+
 def _bind_results(binding, value):
     """Value tuples for a binding's variables (``_`` positions dropped), or [] when nothing binds."""
     t = type(binding)
     if value is None:
         return []
     if t is BindScalar:
-        return [(value,)]
+        return [(_frozen(value),)]
     if t is BindIgnore:
         return [()]
     if t is BindColl:
-        return [(x,) for x in value]
+        return [(_frozen(x),) for x in value]
     if t is BindTuple:
         vals = tuple(value)
         if len(vals) < len(binding.elements):
             return []
-        return [tuple(x for x, el in zip(vals, binding.elements) if type(el) is Variable)]
+        return [tuple(_frozen(x) for x, el in zip(vals, binding.elements) if type(el) is Variable)]
     if t is BindRel:
         out = []
         n = len(binding.elements)
         for tup in value:
             tup = tuple(tup)
             if len(tup) >= n:
-                out.append(tuple(x for x, el in zip(tup, binding.elements) if type(el) is Variable))
+                out.append(tuple(_frozen(x) for x, el in zip(tup, binding.elements)
+                                 if type(el) is Variable))
         return out
     raise QueryError(f"unsupported binding {binding}")
 
@@ -1010,7 +1104,8 @@ def _clause(ctx, c):
     if t is Pattern:
         ctx.add(_pattern(ctx, c))
     elif t is Predicate:
-        _predicate(ctx, c)
+        if id(c) not in ctx.satisfied:
+            _predicate(ctx, c)
     elif t is Function:
         _function(ctx, c)
     elif t is RuleExpr:
@@ -1037,7 +1132,7 @@ def _bind_input(ctx, binding, value):
     if t is BindIgnore:
         return
     if t is BindScalar:
-        ctx.add(Rel((binding.var,), [(value,)]))
+        ctx.add(Rel((binding.var,), [(_frozen(value),)]))
         return
     if t is BindColl:
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -1099,6 +1194,8 @@ def _agg_fn(agg):
     nconst = len(agg.args) - 1
     if name in ("min", "max") and nconst == 1:
         return _agg_min_n if name == "min" else _agg_max_n
+    if name == "rand" and nconst == 0:
+        return random.choice   # (rand ?x): one element of the aggregated values
     if name in _USER_AGGS:
         return _USER_AGGS[name]
     if name in AGGREGATES:
@@ -1133,7 +1230,9 @@ def _aggregate(find_elems, rel, ctx):
             fn = _agg_fn(el)
             last = el.args[-1]
             vals = [r[col[last]] for r in rows] if type(last) is Variable else [last.value] * len(rows)
-            consts = [(_src(ctx, a, el) if type(a) is SrcVar else a.value) for a in el.args[:-1]]
+            consts = [_src(ctx, a, el) if type(a) is SrcVar else
+                      (rows[0][col[a]] if rows else None) if type(a) is Variable else a.value
+                      for a in el.args[:-1]]   # a variable argument: bound once, by :in
             name = el.fn.symbol.full_name
             if not vals and name not in ("count", "count-distinct", "distinct"):
                 res.append(None)
@@ -1191,6 +1290,11 @@ def _run(qry, inputs, timeout=None, trace=None):
             raise _err(f"insufficient bindings: {names} not bound before this clause "
                        "(bind them in an earlier clause or :in)", c, missing=names)
         written |= bound_vars(c)
+    scalars = {}
+    for r in ctx.rels:
+        if len(r.rows) == 1:
+            scalars.update(zip(r.vars, r.rows[0]))
+    ctx.ranges = _ranges.collect(parsed.where, scalars, _is_builtin)
     remaining = list(parsed.where)
     while remaining:
         i, cost = choose_next(ctx, remaining, DOLLAR, need) if len(remaining) > 1 else (0, None)
@@ -1219,6 +1323,14 @@ def _find_rows(parsed, ctx, sources, patterns):
     if missing:
         raise QueryError("Query is referencing unbound variables " + " ".join(map(str, missing)))
     rel = ctx.result(keep)
+    if (type(parsed.find) is FindRel and parsed.keys is None and not parsed.with_ and
+            not parsed.order_by and parsed.limit is None and not parsed.offset and
+            all(type(el) is Variable for el in elems)):
+        # The common shape: a set of tuples of variables. ``set`` in _shape is the only
+        # de-duplication needed, and the projection is one C-level map when any.
+        if keep == tuple(elems):
+            return rel.rows
+        return list(map(_getter([keep.index(el) for el in elems]), rel.rows))
     rel = Rel(keep, list(dict.fromkeys(rel.rows)))   # set semantics over find + with vars
     if parsed.has_aggregates():
         rows = _aggregate(elems, rel, ctx)
@@ -1249,7 +1361,7 @@ def _find_rows(parsed, ctx, sources, patterns):
         proj = []
         for el in elems:
             proj.append(col_of[el] if type(el) is Variable else col_of[el.var])
-        out = [tuple(r[i] for i in proj) for r in rows]
+        out = list(map(_getter(proj), rows)) if proj else [() for _ in rows]
     else:
         out = list(rows)
     if not parsed.order_by and not parsed.has_aggregates():

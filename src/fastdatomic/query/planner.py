@@ -15,10 +15,14 @@ at what is bound and how large the relations are, and picks the cheapest *ready*
 A data pattern on a database, by what is known about it:
 
     e constant                         estimate(EAVT e a)
-    e a bound variable                 rows holding e (probed entity by entity)
+    e a bound variable                 rows holding e (probed entity by entity), times
+                                       the share a constant or bound v keeps (AVET
+                                       counts when indexed, else 1/2)
     v constant, a indexed or a ref     estimate(AVET a v) or estimate(VAET v a)
     v bound, a indexed or a ref        rows holding v
     v constant, a plain attribute      estimate(AEVT a) / 2 (scanned, then filtered)
+    v compared with a constant         estimate(AVET range) when indexed, else AEVT / 2
+                                       (query/ranges.py)
     a constant only                    estimate(AEVT a)
     no attribute                       every datom of the source
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
+from fastdatomic.query.ranges import encoded_range
 from fastdatomic.query.ast import (
     Constant, Function, Not, NotJoin, Or, OrJoin, Pattern, Predicate, RuleExpr, Variable,
     free_vars,
@@ -71,7 +76,18 @@ def _pattern_cost(ctx, clause, bound, default_source) -> float:
         if type(e) is Constant:
             return float(db.estimate("eavt", e.value, attr.id))
         if type(e) is Variable and e in bound:
-            return float(_rows_holding(ctx, e))
+            # Probing bound entities: at most one row each for a cardinality-one
+            # attribute, fewer when a constant value filters them. Ranking the
+            # filtering pattern first shrinks what the others join with.
+            rows = float(_rows_holding(ctx, e))
+            if type(v) is Constant or (type(v) is Variable and v in bound):
+                total = db.estimate("aevt", attr.id)
+                if type(v) is Constant and total and (attr.indexed or attr.is_ref):
+                    hits = db.estimate("avet" if attr.indexed else "vaet",
+                                       *((attr.id, v.value) if attr.indexed else (v.value, attr.id)))
+                    return rows * min(1.0, hits / total)
+                return rows * 0.5
+            return rows
         if type(v) is Constant:
             if attr.is_ref:
                 return float(db.estimate("vaet", v.value, attr.id))
@@ -82,6 +98,13 @@ def _pattern_cost(ctx, clause, bound, default_source) -> float:
             return db.estimate("aevt", attr.id) * 0.5
         if type(v) is Variable and v in bound and (attr.indexed or attr.is_ref):
             return float(_rows_holding(ctx, v))
+        if type(v) is Variable and v in ctx.ranges:
+            # a comparison predicate on ?v: the index reads only that range
+            rng = encoded_range(ctx.ranges[v], attr.vtype)
+            if rng is not None:
+                if attr.indexed:
+                    return float(db.estimate_value_range(attr.id, rng[0], rng[2]))
+                return db.estimate("aevt", attr.id) * 0.5
         return float(db.estimate("aevt", attr.id))
     except FastDatomicError:
         return 0.0   # a constant that names no entity matches nothing
