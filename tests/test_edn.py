@@ -433,7 +433,7 @@ ERRORS = [
     ("'a", "quote (') is not EDN"),
     ("@a", "unexpected character '@'"),
     ("#(inc %)", "anonymous functions #( ) is not EDN"),
-    ('#"re"', "regular expressions"),
+    ('#"re', "unterminated regex starting at line 1, column 1"),
     ("#?(:clj 1)", "reader conditionals"),
     ("#1 x", "invalid tag '#1'"),
     ("##Foo", "invalid symbolic value '##Foo'"),

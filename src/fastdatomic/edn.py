@@ -33,6 +33,11 @@ EDN                           Python
 ``#uuid "..."``               ``uuid.UUID``
 ``#uri "..."``                ``fastdatomic.types.URI``
 ``#:ns{:a 1}``                ``{:ns/a 1}`` (Clojure's namespaced map syntax)
+``#"^A.*"``                   compiled ``re.Pattern`` (Clojure's regex literal, read
+                              as Clojure does: the text between the quotes is the
+                              regex verbatim, ``\\"`` puts a quote in; Python's
+                              ``re`` compiles it, so ``loads(dumps(p)) == p`` except
+                              that a bare ``"`` in ``p`` comes back as ``\\"``)
 ============================  =================================================
 
 ``#_`` discards the next form, ``;`` starts a comment, commas are whitespace (so is
@@ -62,7 +67,7 @@ from json.encoder import encode_basestring as _encode_str
 from fastdatomic.errors import EdnSyntaxError
 from fastdatomic.types import URI, Keyword, Symbol
 
-__all__ = ["loads", "read_all", "dumps", "Form", "EdnSyntaxError", "MAX_DEPTH"]
+__all__ = ["loads", "read_all", "dumps", "Form", "EdnSyntaxError", "MAX_DEPTH", "compile_regex"]
 
 #: Deepest nesting of collections (and tags) that ``loads`` and ``dumps`` accept.
 MAX_DEPTH = 2000
@@ -110,6 +115,7 @@ _TOKEN_RE = re.compile(
     r"|(?P<close>[\])}])"
     r"|(?P<discard>#_)"
     rf"|(?P<char>{_CHAR})"
+    r'|#"(?P<regex>[^"\\]*+(?:\\.[^"\\]*+)*+)"'
     rf"|(?P<disp>#{_CONSTITUENT}*+)"
     r"|(?P<end>\Z)"
     r"|(?P<bad>.))",
@@ -308,6 +314,57 @@ def _decode_literal(lit):
     return _decode_string(lit) if lit[0] == '"' else _decode_char(lit)
 
 
+# Java's named group (?<name>...) is Python's (?P<name>...); escapes and classes are skipped over.
+_JAVA_NAMED_GROUP_RE = re.compile(r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|(\(\?<)(?=[^\W\d])", re.S)
+
+
+def _regex(body):
+    """Compile the text between the quotes of ``#"..."``; ``_Bad.where`` is an offset in ``body``.
+
+    As in Clojure, the body is the regex verbatim: a backslash and the character after it
+    both go to the regex engine (``\\"`` is how a quote gets in). Python's ``re`` compiles
+    it; Java's named groups ``(?<name>...)`` are accepted too.
+    """
+    inserted = []  # offsets in body before which a "P" was inserted
+
+    def named(m):
+        if m.group(1) is None:
+            return m.group()
+        inserted.append(m.start())
+        return "(?P<"
+    src = _JAVA_NAMED_GROUP_RE.sub(named, body) if "(?<" in body else body
+    try:
+        return re.compile(src)
+    except re.error as e:
+        pos = e.pos or 0
+        pos -= sum(1 for i, at in enumerate(inserted) if at + i + 2 < pos)
+        excerpt = body if len(body) <= 40 else body[:37] + "..."
+        raise _Bad(f'invalid regex #"{excerpt}": {e.msg} (at offset {pos} of the pattern)', pos) from None
+
+
+def compile_regex(source):
+    r"""Compile ``source`` as the body of a ``#"..."`` literal (Clojure's ``re-pattern``).
+
+    A ``re.Pattern`` is returned as it is. An invalid regex raises ``ValueError`` naming
+    the pattern and the offset of the fault.
+
+    >>> compile_regex(r"(?<year>\d{4})-\d\d").match("2024-05").group("year")
+    '2024'
+    >>> compile_regex("a(")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid regex #"a(": missing ), unterminated subpattern (at offset 1 of the pattern)
+    """
+    if isinstance(source, re.Pattern):
+        return source
+    if type(source) is not str:
+        raise TypeError(f"a regex is a string or a re.Pattern, not {type(source).__name__}: {source!r:.60}")
+    try:
+        return _regex(source)
+    except _Bad as e:
+        raise ValueError(e.message) from None
+
+
 # --- built-in tags ---------------------------------------------------------------
 
 _TZ_CACHE: dict = {}
@@ -401,7 +458,7 @@ def _fast(text, fast_tags, single):
 
     Never accepts what the careful reader would reject, nor reads anything differently.
     """
-    if "\x01" in text or "\x03" in text:
+    if "\x01" in text or "\x03" in text or '#"' in text:  # regex bodies are not strings
         return _BAIL
     code = None
     if "\\" not in text:
@@ -587,6 +644,14 @@ class _Reader:
                 except _Bad as e:
                     self.fail(e.message, pos)
                 self.emit(v, pos)
+            elif g == "regex":
+                pos = m.start(g) - 2
+                self.begin(pos)
+                try:
+                    v = _regex(m.group(g))
+                except _Bad as e:
+                    self.fail(e.message, pos + 2 + e.where)
+                self.emit(v, pos)
             elif g == "discard":
                 self.prefix("discard", m.start(g), None)
             elif g == "disp":
@@ -748,8 +813,10 @@ class _Reader:
             return
         if tok == "#":
             nxt = self.text[pos + 1:pos + 2]
-            what = {"(": "anonymous functions #( )", '"': "regular expressions #\"...\"",
-                    "'": "var quotes #'", "^": "metadata #^", "": "a lone '#' at the end"}.get(nxt)
+            if nxt == '"':
+                self.fail(f"unterminated regex starting at {self.at(pos)}", pos)
+            what = {"(": "anonymous functions #( )", "'": "var quotes #'", "^": "metadata #^",
+                    "": "a lone '#' at the end"}.get(nxt)
             self.fail(f"{what or f'dispatch #{nxt}'} is not EDN, at {self.at(pos)}", pos)
         if tok.startswith("#?"):
             self.fail(f"reader conditionals ({tok}) are not EDN, at {self.at(pos)}", pos)
@@ -1011,8 +1078,28 @@ def _dump_datetime(x):
     return f'#inst "{s}"'
 
 
+_REGEX_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"),
+                (re.ASCII, "a"))
+
+
+def _dump_regex(p):
+    src = p.pattern
+    if type(src) is not str:
+        raise ValueError(f"cannot write bytes pattern {p!r:.60} as EDN (#\"...\" is text)")
+    # A bare quote needs a backslash inside #"..."; escapes pass through as they are.
+    body = re.sub(r'\\.|"', lambda m: '\\"' if m.group() == '"' else m.group(), src, flags=re.S)
+    extra = p.flags & ~re.compile(src).flags  # flags given to re.compile, not written inline
+    if extra:
+        inline = "".join(c for f, c in _REGEX_FLAGS if extra & f)
+        if extra & ~sum(f for f, _ in _REGEX_FLAGS) & ~re.UNICODE or not inline:
+            raise ValueError(f"cannot write {p!r:.60} as EDN: its flags have no inline form")
+        body = f"(?{inline}){body}"
+    return f'#"{body}"'
+
+
 _DUMPERS = {
     str: _encode_str,
+    re.Pattern: _dump_regex,
     Keyword: _dump_keyword,
     int: int.__repr__,
     bool: lambda x: "true" if x else "false",

@@ -10,8 +10,12 @@ Result shape (the conventions of this module):
   one is given; ``:db/id`` is ``Keyword("db/id")``;
 * cardinality-many attributes give a ``list`` in index order (at most ``:limit`` values,
   1000 unless told otherwise; ``:limit nil`` means no limit);
-* references without a sub-pattern give ``{Keyword("db/id"): eid}``; component references
-  (``:db/isComponent``) without a sub-pattern are pulled with ``[*]``, recursively;
+* references without a sub-pattern give ``{Keyword("db/id"): eid}`` (enum entities too);
+  component references (``:db/isComponent``) without a sub-pattern are pulled with ``[*]``,
+  recursively, whether named or reached by ``*``; only a component met again within one
+  run of expansions (a cycle in the data) is cut to ``{:db/id e}``;
+* ``*`` gives every forward attribute, never reverse ones; other specs next to it
+  (``[* {:a/ref [:x]} :a/_b]``) replace or add to what it gives;
 * reverse references ``:ns/_attr`` give a list of maps, or a single map when the
   attribute is a component (a component has at most one owner);
 * missing attributes are left out (unless ``:default`` is given); a nested entity that
@@ -280,8 +284,13 @@ def _wild_spec(at):
     return spec
 
 
-def _ref(db, spec, pat, v, path, limits):
-    """The pulled value of one reference ``v`` reached through ``spec`` (None: drop it)."""
+def _ref(db, spec, pat, v, path, limits, chain):
+    """The pulled value of one reference ``v`` reached through ``spec`` (None: drop it).
+
+    ``path`` holds the entities from the root down (recursion's cycle check); ``chain`` the
+    entities of the current run of component expansions, from the entity the enclosing
+    pattern was applied to (their cycle check: a component reached again is ``{:db/id e}``).
+    """
     if spec.rec:
         # Depth first (an exhausted depth yields nothing), then the cycle check.
         lim = limits.get(spec) if limits else None
@@ -294,17 +303,17 @@ def _ref(db, spec, pat, v, path, limits):
             limits[spec] = lim - 1
         if v in path:
             return {DB_ID: v}
-        return _pull(db, pat, v, path | {v}, limits)
+        return _pull(db, pat, v, path | {v}, limits, frozenset((v,)))
     if spec.expand:
-        if v in path:
+        if v in chain:
             return {DB_ID: v}
-        return _pull(db, _WILDCARD, v, path | {v}, limits)
+        return _pull(db, _WILDCARD, v, path | {v}, limits, chain | {v})
     if spec.sub is None:
         return {DB_ID: v}
-    return _pull(db, spec.sub, v, path, limits)
+    return _pull(db, spec.sub, v, path, limits, frozenset((v,)))
 
 
-def _value(db, spec, pat, vs, path, limits):
+def _value(db, spec, pat, vs, path, limits, chain):
     if spec.many:
         if spec.limit is not None and len(vs) > spec.limit:
             vs = vs[:spec.limit]
@@ -312,15 +321,15 @@ def _value(db, spec, pat, vs, path, limits):
             return vs
         out = []
         for v in vs:
-            r = _ref(db, spec, pat, v, path, limits)
+            r = _ref(db, spec, pat, v, path, limits, chain)
             if r is not None:
                 out.append(r)
         return out or None
     v = vs[-1]
-    return _ref(db, spec, pat, v, path, limits) if spec.ref else v
+    return _ref(db, spec, pat, v, path, limits, chain) if spec.ref else v
 
 
-def _pull(db, pat, eid, path, limits):
+def _pull(db, pat, eid, path, limits, chain):
     result = {}
     vals = {}
     if pat.wildcard or pat.by_aid:
@@ -340,7 +349,7 @@ def _pull(db, pat, eid, path, limits):
             result[spec.key] = eid
             continue
         vs = vals.get(spec.aid)
-        r = _value(db, spec, pat, vs, path, limits) if vs else None
+        r = _value(db, spec, pat, vs, path, limits, chain) if vs else None
         if r is not None:
             result[spec.key] = r
         elif spec.default is not _MISSING:
@@ -355,14 +364,14 @@ def _pull(db, pat, eid, path, limits):
             if at is None:
                 continue
             spec = _wild_spec(at)
-            r = _value(db, spec, pat, vs, path, limits)
+            r = _value(db, spec, pat, vs, path, limits, chain)
             if r is not None:
                 result[spec.key] = r
         if DB_ID not in result:
             result[DB_ID] = eid
     for spec in pat.rev:
         es = [d.e for d in db.datoms("vaet", eid, spec.aid)]
-        r = _value(db, spec, pat, es, path, limits) if es else None
+        r = _value(db, spec, pat, es, path, limits, chain) if es else None
         if r is None:
             if spec.default is not _MISSING:
                 result[spec.key] = spec.default
@@ -380,7 +389,8 @@ def pull(db, pattern, eid):
     e = db.entid(eid)
     if e is None:
         return None
-    return _pull(db, pat, e, frozenset((e,)), None)
+    root = frozenset((e,))
+    return _pull(db, pat, e, root, None, root)
 
 
 def pull_many(db, pattern, eids):
@@ -390,5 +400,9 @@ def pull_many(db, pattern, eids):
     entid = db.entid
     for eid in eids:
         e = entid(eid)
-        out.append(None if e is None else _pull(db, pat, e, frozenset((e,)), None))
+        if e is None:
+            out.append(None)
+        else:
+            root = frozenset((e,))
+            out.append(_pull(db, pat, e, root, None, root))
     return out
