@@ -180,3 +180,35 @@ def test_select_decodes_strings_and_skips_unwanted_values():
     got = sc.select((0, 2), -1, e_in=IdSet.of([3, 40, 99]),
                     v_lo=encode_value(TYPE_STRING, "name-3"), lo_incl=False)
     assert got == [(40, "name-40")]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9), with_tree=st.booleans(), nruns=st.integers(0, 4),
+       ascending=st.booleans())
+def test_entity_values_after_seeks_match_model(seed, with_tree, nruns, ascending):
+    # One scan repositioned entity after entity (pull_many), forwards and backwards.
+    rnd = random.Random(seed)
+    ds = _datoms(rnd, rnd.choice([300, 12000]), rnd.choice([40, 3000]), 5)
+    keys = [encode_key(INDEX_EAVT, e, a, TYPE_LONG, v, tx, added) for e, a, v, tx, added in ds]
+    segs, root, runs = _sources(rnd, list(keys), with_tree, nruns, False)
+    if root is None and not runs:
+        runs = [KeyBlock.from_keys(keys)]
+    max_tx = rnd.choice([10**6, 120])
+    want_all = _model(keys, b"", None, MODE_CURRENT, max_tx, -1)
+    es = sorted({e for e, *_ in ds} | {1, 999_999})
+    picks = rnd.sample(es, min(len(es), 60))
+    if ascending:
+        picks.sort()
+    sc = Scan(INDEX_EAVT, TreeCursor(segs, root, b"") if root is not None else None,
+              tuple(runs), b"", None, MODE_CURRENT, max_tx, -1)
+    for e in picks:
+        expect = {}
+        for k in want_all:
+            d = decode_key(INDEX_EAVT, k)
+            if d.e == e:
+                expect.setdefault(d.a, []).append(d.v)
+        assert sc.entity_values(encode_id(e), encode_id(e + 1)) == expect, e
+    # and a [e a] range
+    e = picks[0]
+    got = sc.entity_values(encode_id(e) + encode_id(71), encode_id(e) + encode_id(72))
+    assert list(got) in ([], [71])
