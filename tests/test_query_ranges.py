@@ -156,3 +156,19 @@ def test_many_bound_entities_probe_or_scan_agree(db):
     assert sorted(x for (x,) in r) == list(range(7, 3000, 50))
     r = q('[:find (count ?e) . :where [?e :p/age ?a] [(< ?a 10)] [?e :p/score ?s] [(>= ?s 1500)]]', d)
     assert r == sum(1 for i in range(1500, 3000) if i % 50 < 10)
+
+
+def test_long_filtered_scan_checks_the_timeout_between_chunks(monkeypatch):
+    # A scan that matches nothing still returns to the engine every 65536 datoms, so
+    # :timeout can interrupt it.
+    from fastdatomic.query import engine
+    conn = fresh_conn(SCHEMA)
+    for i in range(0, 140_000, 20_000):
+        conn.transact([{":p/score": j} for j in range(i, i + 20_000)])
+    d = conn.db()
+    calls = []
+    real = engine.Ctx.check
+    monkeypatch.setattr(engine.Ctx, "check", lambda self: (calls.append(1), real(self))[1])
+    assert q('[:find ?e :where [?e :p/score ?s] [(< ?s -5)]]', d) == set()
+    # 3 returns from the scan (140k / 65536), plus the checks before and after clauses
+    assert len(calls) >= 3 + 3

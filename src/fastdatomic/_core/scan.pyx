@@ -170,6 +170,7 @@ cdef class Scan:
     cdef bint tree_src          # source 0 is the tree cursor
     cdef bint tree_last         # the tree's current leaf reaches the end key
     cdef list held              # tree leaves left behind during the current group
+    cdef readonly bint done     # advance() has found the end
     # the key found by advance()
     cdef const unsigned char* out_p
     cdef Py_ssize_t out_n
@@ -201,6 +202,7 @@ cdef class Scan:
         self.tree_src = cursor is not None
         self.has_tree = self.tree_src
         self.check_end = False
+        self.done = False
         self.last_start = None
         self.tree_last = False
         self.held = None
@@ -323,6 +325,7 @@ cdef class Scan:
             while True:
                 s = self._min_source()
                 if s < 0:
+                    self.done = True
                     return 0
                 p = self.base[s] + self.offs[s][self.pos[s]]
                 n = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
@@ -341,6 +344,7 @@ cdef class Scan:
         while True:
             s = self._min_source()
             if s < 0:
+                self.done = True
                 return 0
             if self.held is not None:
                 self.held = None      # the previous group's leaves are done with
@@ -390,6 +394,7 @@ cdef class Scan:
         self.bound_p = NULL
         self.held = None
         self.last_key = None
+        self.done = False
         if self.has_tree:
             # Stay in the current leaf when it holds start, else descend from the root.
             kb = <KeyBlock>self.blocks[0]
@@ -497,7 +502,8 @@ cdef class Scan:
         return out
 
     def select(self, fields, Py_ssize_t limit=-1, IdSet e_in=None, bytes v_eq=None,
-               bytes v_lo=None, bint lo_incl=True, bytes v_hi=None, bint hi_incl=True):
+               bytes v_lo=None, bint lo_incl=True, bytes v_hi=None, bint hi_incl=True,
+               Py_ssize_t budget=-1):
         """Up to ``limit`` visible datoms that pass the filters, as tuples of ``fields``
         (0 e, 1 a, 2 v, 3 tx, 4 added; an empty ``fields`` gives ``()`` per datom).
 
@@ -507,7 +513,9 @@ cdef class Scan:
         ``lo_incl``/``hi_incl`` is false). Encoded values sort as the values do within
         one type, so a bound on a same-typed constant is a comparison predicate.
         Only the fields asked for are decoded (a string value of an ``[?e :a _]``
-        pattern is never built).
+        pattern is never built). ``budget`` bounds the visible datoms examined in this
+        call, matching or not, so a caller can check a timeout between calls even when
+        nothing matches; ``done`` says whether the scan has reached its end.
 
         >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
         >>> from fastdatomic._core.segment import KeyBlock
@@ -518,7 +526,7 @@ cdef class Scan:
         [(2, 20), (3, 30)]
         """
         cdef list out = []
-        cdef Py_ssize_t c = 0, nf = len(fields), k, vs, ve, es
+        cdef Py_ssize_t c = 0, nf = len(fields), k, vs, ve, es, seen = 0
         cdef int f[5]
         cdef const unsigned char* p
         cdef Py_ssize_t n
@@ -544,7 +552,8 @@ cdef class Scan:
         if v_hi is not None:
             hip = <const unsigned char*>PyBytes_AS_STRING(v_hi)
             hin = PyBytes_GET_SIZE(v_hi)
-        while (limit < 0 or c < limit) and self.advance():
+        while (limit < 0 or c < limit) and (budget < 0 or seen < budget) and self.advance():
+            seen += 1
             p = self.out_p
             n = self.out_n
             # where e and v sit in this index's key (see codec.pyx)

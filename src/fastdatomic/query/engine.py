@@ -35,6 +35,7 @@ from fastdatomic.query.ast import (
 )
 from fastdatomic.query.parser import parse_query, parse_rules
 from fastdatomic.query.planner import choose_next, needs
+from fastdatomic.query import rules as _rules
 from fastdatomic.query import ranges as _ranges
 from fastdatomic.types import Keyword, Symbol
 
@@ -460,12 +461,9 @@ def _pattern_db(ctx, clause, db):
         if type(datoms) is Scan and c_ok:
             # The common case: rows straight from the C scan, in chunks (timeout checks).
             # Constant e / a / v of a probe are in the scan's key prefix already.
-            while True:
-                chunk = datoms.select(field_idx, 8192, **sel)
-                rows.extend(chunk)
+            while not datoms.done:
+                rows.extend(datoms.select(field_idx, -1, budget=65536, **sel))
                 check()
-                if len(chunk) < 8192:
-                    break
             if given is not None:
                 rows[start:] = [r[:e_col] + (given,) + r[e_col + 1:] for r in rows[start:]]
             continue
@@ -986,114 +984,14 @@ def _or(ctx, clause, join_vars, required=()):
 
 
 # --- rules ------------------------------------------------------------------------------------
+# Rule calls are tabled and evaluated semi-naively, stratum by stratum, in query/rules.py;
+# the query runner and the clause dispatch below reach it through these two names.
 
-class _Tables:
-    """Tabled (memoised) rule answers: key (name, bound positions) -> [seeds, answers]."""
-
-    __slots__ = ("tables", "running", "changed")
-
-    def __init__(self):
-        self.tables = {}
-        self.running = False
-        self.changed = False
-
-
-def _eval_rule(ctx, rule, bpos, seeds, source):
-    """All answers (full arg tuples) of ``rule`` for arg tuples whose ``bpos`` are in ``seeds``."""
-    answers = set()
-    for br in rule.branches:
-        head = br.vars.all
-        if len(head) != len(rule.branches[0].vars.all):
-            continue
-        child = ctx.child(ctx.sources if source is None else
-                          {**ctx.sources, DOLLAR: _src(ctx, source, None)})
-        seed_vars = [head[i] for i in bpos]
-        if seed_vars:
-            sv = list(dict.fromkeys(seed_vars))
-            if len(sv) != len(seed_vars):
-                idx = [seed_vars.index(v) for v in sv]
-                rows = [tuple(s[i] for i in idx) for s in seeds
-                        if all(s[i] == s[seed_vars.index(seed_vars[i])] for i in range(len(s)))]
-            else:
-                rows = list(seeds)
-            child.rels.append(Rel(sv, rows))
-        for c in br.clauses:
-            _clause(child, c)
-        have = child.bound()
-        lacking = [v for v in head if v not in have]
-        if lacking:
-            raise QueryError(f"rule {rule.name.symbol} does not bind " +
-                             " ".join(str(v) for v in lacking))
-        uniq = tuple(dict.fromkeys(head))
-        res = child.result(uniq)
-        idx = [uniq.index(v) for v in head]
-        for r in res.rows:
-            answers.add(tuple(r[i] for i in idx))
-    return answers
+_Tables = _rules.Tables
 
 
 def _rule_call(ctx, clause):
-    name = clause.name.symbol.full_name
-    rule = ctx.rules.get(name)
-    if rule is None:
-        raise _err(f"unknown rule {name}", clause)
-    arity = len(rule.branches[0].vars.all)
-    if len(clause.args) != arity:
-        raise _err(f"rule {name} takes {arity} arguments, got {len(clause.args)}", clause)
-    bound = ctx.bound()
-    bpos = tuple(i for i, a in enumerate(clause.args)
-                 if type(a) is Constant or (type(a) is Variable and a in bound))
-    nreq = len(rule.branches[0].vars.required)
-    for i in range(nreq):
-        if i not in bpos:
-            raise _err(f"Insufficient bindings: rule {name} requires argument {i + 1} bound", clause)
-    bvars = [clause.args[i] for i in bpos if type(clause.args[i]) is Variable]
-    base = ctx.take(bvars)
-    # seeds: bound arg tuples
-    if bpos:
-        pick = []
-        for i in bpos:
-            a = clause.args[i]
-            pick.append((0, base.vars.index(a)) if type(a) is Variable else (1, a.value))
-        seeds = {tuple(row[x] if k == 0 else x for k, x in pick) for row in base.rows}
-    else:
-        seeds = {()}
-    tabs = ctx.tables
-    key = (name, bpos, clause.source)
-    tab = tabs.tables.get(key)
-    if tab is None:
-        tab = tabs.tables[key] = [set(), set(), rule, clause.source]
-    new = seeds - tab[0]
-    if new:
-        tab[0] |= new
-        tabs.changed = True
-    if not tabs.running:
-        tabs.running = True
-        try:
-            rounds = 0
-            while True:
-                ctx.check()
-                tabs.changed = False
-                for k, t in list(tabs.tables.items()):
-                    got = _eval_rule(ctx, t[2], k[1], t[0], t[3])
-                    if not got <= t[1]:
-                        t[1] |= got
-                        tabs.changed = True
-                rounds += 1
-                if not tabs.changed or rounds > 100_000:
-                    break
-        finally:
-            tabs.running = False
-    ans = [a for a in tab[1] if tuple(a[i] for i in bpos) in seeds] if bpos else list(tab[1])
-    # relation over the call's variables
-    out_vars, pos, eqs = _out_spec(clause.args)
-    rows = []
-    for a in ans:
-        if any(a[i] != a[j] for i, j in eqs):
-            continue
-        rows.append(tuple(a[i] for i in pos))
-    ctx.rels.append(base)
-    ctx.add(Rel(out_vars, list(dict.fromkeys(rows))))
+    _rules.call(ctx, clause)
 
 
 # --- clause dispatch --------------------------------------------------------------------------
