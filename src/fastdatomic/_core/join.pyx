@@ -12,6 +12,8 @@ tuples.
 [(2, 'b', 20), (2, 'b', 21)]
 >>> product([(1,), (2,)], [("x",)])
 [(1, 'x'), (2, 'x')]
+>>> semi_join([(1, "a"), (2, "b")], (0,), [(2,)], False)    # anti-join: not
+[(1, 'a')]
 """
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
@@ -126,4 +128,30 @@ def product(list a_rows, list b_rows, check=None):
             check()
         for y in b_rows:
             out.append(_concat(x, y, rest, nr))
+    return out
+
+
+def semi_join(list rows, tuple key, list other, bint keep, check=None):
+    """The rows whose ``key`` columns appear (``keep``) or do not appear (``not keep``,
+    an anti-join: ``not`` / ``not-join``) among the tuples of ``other``.
+
+    >>> semi_join([(1, "a"), (2, "b"), (3, "c")], (0,), [(1,), (3,)], True)
+    [(1, 'a'), (3, 'c')]
+    """
+    cdef Py_ssize_t nk = len(key), i = 0
+    cdef set present
+    cdef list out = []
+    cdef tuple row, t
+    if nk == 0:
+        return list(rows) if (bool(other) == keep) else []
+    if nk == 1:
+        present = {t[0] for t in other}
+    else:
+        present = set(other)
+    for row in rows:
+        i += 1
+        if check is not None and i % CHECK_EVERY == 0:
+            check()
+        if (_key(row, key, nk) in present) == keep:
+            out.append(row)
     return out

@@ -23,7 +23,7 @@ import time
 
 from fastdatomic._core.codec import TYPE_KEYWORD, encode_value, decode_value as _decode_value
 from fastdatomic._core.idset import IdSet
-from fastdatomic._core.join import hash_join, product
+from fastdatomic._core.join import hash_join, product, semi_join
 from fastdatomic._core.scan import Scan
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
@@ -955,9 +955,8 @@ def _anti(ctx, clause, join_vars, clauses):
     for c in clauses:
         _clause(child, c)
     res = child.result(tuple(jv))
-    drop = set(res.rows)
-    g = _getter([base.vars.index(v) for v in jv])
-    ctx.rels.append(Rel(base.vars, [r for r in base.rows if g(r) not in drop]))
+    ctx.rels.append(Rel(base.vars, semi_join(base.rows, tuple(base.vars.index(v) for v in jv),
+                                             res.rows, False, ctx.check)))
 
 
 def _or(ctx, clause, join_vars, required=()):

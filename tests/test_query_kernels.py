@@ -1,0 +1,74 @@
+"""The query engine's C kernels (_core/join.pyx, _core/idset.pyx) against plain Python."""
+
+import gc
+
+from hypothesis import given, settings, strategies as st
+
+from fastdatomic._core.idset import IdSet
+from fastdatomic._core.join import hash_join, product, semi_join
+
+vals = st.one_of(st.integers(-3, 6), st.sampled_from(["a", "b", None]))
+rows2 = st.lists(st.tuples(vals, vals), max_size=30)
+rows3 = st.lists(st.tuples(vals, vals, vals), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=rows2, b=rows3, ka=st.sampled_from([(0,), (1,), (0, 1)]),
+       kb=st.sampled_from([(0,), (2,), (1, 2)]))
+def test_hash_join_is_the_nested_loop_join(a, b, ka, kb):
+    if len(ka) != len(kb):
+        kb = kb[:len(ka)] if len(kb) > len(ka) else kb + (0,)
+    rest = tuple(i for i in range(3) if i not in kb)
+    want = [x + tuple(y[i] for i in rest) for y in b for x in a
+            if tuple(x[i] for i in ka) == tuple(y[i] for i in kb)]
+    assert sorted(hash_join(a, ka, b, kb, rest), key=repr) == sorted(want, key=repr)
+
+
+@settings(max_examples=100, deadline=None)
+@given(a=rows2, b=rows3)
+def test_product(a, b):
+    assert product(a, b) == [x + y for x in a for y in b]
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=rows3, other=st.lists(st.tuples(vals, vals), max_size=20), keep=st.booleans())
+def test_semi_and_anti_join(a, other, keep):
+    present = set(other)
+    want = [r for r in a if ((r[2], r[0]) in present) == keep]
+    assert semi_join(a, (2, 0), other, keep) == want
+    present1 = {o[0] for o in other}
+    assert semi_join(a, (1,), [(o[0],) for o in other], keep) == [r for r in a if (r[1] in present1) == keep]
+
+
+def test_join_rows_of_atomic_values_are_not_tracked_by_the_gc():
+    out = hash_join([(1, "x")], (0,), [(1, 2.5), (1, [3])], (0,), (1,))
+    assert out == [(1, "x", 2.5), (1, "x", [3])]
+    assert not gc.is_tracked(out[0])      # ints, str, float: never part of a cycle
+    assert gc.is_tracked(out[1])          # holds a list: the collector must see it
+
+
+def test_join_checks_the_deadline_on_long_probes():
+    calls = []
+    hash_join([(i,) for i in range(10)], (0,), [(i % 10,) for i in range(200_000)], (0,), (),
+              lambda: calls.append(1))
+    assert len(calls) == 200_000 // 65536
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-2**63, 2**63 - 1), max_size=60), st.integers(-2**63, 2**63 - 1))
+def test_idset_membership(xs, y):
+    s = IdSet.of(xs)
+    assert len(s) == len(set(xs))
+    assert sorted(s.to_list()) == sorted(set(xs))
+    assert (y in s) == (y in set(xs))
+    col = IdSet.of_column([(x, "v") for x in xs], 0)
+    assert sorted(col.to_list()) == sorted(set(xs))
+
+
+def test_idset_refuses_what_is_not_an_id():
+    assert IdSet.of([1, "a"]) is None
+    assert IdSet.of([1, True]) is None          # a boolean is not an entity id
+    assert IdSet.of([2**64]) is None
+    assert IdSet.of_column([(1,), (2.0,)], 0) is None
+    s = IdSet.of([-2**63, 0])                    # the empty-slot marker is a member too
+    assert -2**63 in s and 0 in s and 1 not in s and "x" not in s and len(s) == 2
