@@ -5,7 +5,7 @@ import gc
 from hypothesis import given, settings, strategies as st
 
 from fastdatomic._core.idset import IdSet
-from fastdatomic._core.join import hash_join, product, semi_join
+from fastdatomic._core.join import hash_join, product, semi_join, group_by, column
 
 vals = st.one_of(st.integers(-3, 6), st.sampled_from(["a", "b", None]))
 rows2 = st.lists(st.tuples(vals, vals), max_size=30)
@@ -72,3 +72,14 @@ def test_idset_refuses_what_is_not_an_id():
     assert IdSet.of_column([(1,), (2.0,)], 0) is None
     s = IdSet.of([-2**63, 0])                    # the empty-slot marker is a member too
     assert -2**63 in s and 0 in s and 1 not in s and "x" not in s and len(s) == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=rows3, key=st.sampled_from([(), (0,), (2, 1)]))
+def test_group_by_and_column(a, key):
+    want = {}
+    for r in a:
+        want.setdefault(r[key[0]] if len(key) == 1 else tuple(r[i] for i in key), []).append(r)
+    got = group_by(a, key)
+    assert got == want and list(got) == list(want)     # first-seen order
+    assert column(a, 1) == [r[1] for r in a]

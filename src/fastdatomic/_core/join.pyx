@@ -155,3 +155,39 @@ def semi_join(list rows, tuple key, list other, bint keep, check=None):
         if (_key(row, key, nk) in present) == keep:
             out.append(row)
     return out
+
+
+def group_by(list rows, tuple key):
+    """``{key values: [rows]}`` in first-seen order: the groups an aggregate runs over
+    (one column keys by the value itself, several by a tuple, none: one group).
+
+    >>> group_by([(1, "a"), (2, "b"), (1, "c")], (0,))
+    {1: [(1, 'a'), (1, 'c')], 2: [(2, 'b')]}
+    """
+    cdef dict groups = {}
+    cdef Py_ssize_t nk = len(key)
+    cdef tuple row
+    cdef PyObject* hit
+    if nk == 0:
+        return {(): list(rows)} if rows else {}
+    for row in rows:
+        k = _key(row, key, nk)
+        hit = PyDict_GetItem(groups, k)
+        if hit == NULL:
+            PyDict_SetItem(groups, k, [row])
+        else:
+            (<list>hit).append(row)
+    return groups
+
+
+def column(list rows, Py_ssize_t i):
+    """Column ``i`` of ``rows`` as a list: an aggregate's values.
+
+    >>> column([(1, "a"), (2, "b")], 1)
+    ['a', 'b']
+    """
+    cdef list out = []
+    cdef tuple row
+    for row in rows:
+        out.append(row[i])
+    return out

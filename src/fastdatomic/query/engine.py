@@ -23,7 +23,7 @@ import time
 
 from fastdatomic._core.codec import TYPE_KEYWORD, encode_value, decode_value as _decode_value
 from fastdatomic._core.idset import IdSet
-from fastdatomic._core.join import hash_join, product, semi_join
+from fastdatomic._core.join import hash_join, product, semi_join, group_by, column
 from fastdatomic._core.scan import Scan
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
@@ -1110,23 +1110,22 @@ def _aggregate(find_elems, rel, ctx):
             elem_vars.append(el if type(el) is Variable else el.var)
     group_idx = [i for i, el in enumerate(find_elems) if type(el) is not Aggregate]
     col = {v: i for i, v in enumerate(rel.vars)}
-    groups = {}
-    gkey = [col[elem_vars[i]] for i in group_idx]
-    for row in rel.rows:
-        groups.setdefault(tuple(row[i] for i in gkey), []).append(row)
+    gkey = tuple(col[elem_vars[i]] for i in group_idx)
+    groups = group_by(rel.rows, gkey)
     if not groups and not group_idx:
         groups[()] = []
+    single = len(gkey) == 1   # group_by keys one column by the value itself
     out = []
     for key, rows in groups.items():
         res = []
-        k = iter(key)
+        k = iter((key,) if single else key)
         for i, el in enumerate(find_elems):
             if type(el) is not Aggregate:
                 res.append(next(k))
                 continue
             fn = _agg_fn(el)
             last = el.args[-1]
-            vals = [r[col[last]] for r in rows] if type(last) is Variable else [last.value] * len(rows)
+            vals = column(rows, col[last]) if type(last) is Variable else [last.value] * len(rows)
             consts = [_src(ctx, a, el) if type(a) is SrcVar else
                       (rows[0][col[a]] if rows else None) if type(a) is Variable else a.value
                       for a in el.args[:-1]]   # a variable argument: bound once, by :in
