@@ -63,6 +63,7 @@ def test_idset_membership(xs, y):
     assert (y in s) == (y in set(xs))
     col = IdSet.of_column([(x, "v") for x in xs], 0)
     assert sorted(col.to_list()) == sorted(set(xs))
+    assert col.sorted() == sorted(set(xs)) == s.sorted()
 
 
 def test_idset_refuses_what_is_not_an_id():

@@ -8,8 +8,11 @@ cdef class IdSet:
     cdef uint64_t mask
     cdef readonly Py_ssize_t n
     cdef bint has_empty_marker     # INT64_MIN itself is a member
+    cdef int64_t* sorted_ids       # the members ascending, built on first use
+    cdef Py_ssize_t sorted_n
 
     cdef int _add(self, int64_t x) except -1
+    cdef int ensure_sorted(self) except -1
 
 
 cdef inline uint64_t id_hash(int64_t x) noexcept nogil:

@@ -21,7 +21,7 @@ from libc.stdint cimport uint32_t, int64_t, uint64_t
 
 from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, lower_bound, upper_bound
 from fastdatomic._core.datom cimport Datom, datom_field
-from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id
+from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id
 from fastdatomic._core.idset cimport IdSet, idset_has
 from cpython.long cimport PyLong_FromLongLong
 from fastdatomic._core.rows cimport untrack_atomic
@@ -417,6 +417,35 @@ cdef class Scan:
             self.seek_lo[i] = self.pos[i]
         return 0
 
+    cdef int _skip_to(self, const unsigned char* k, Py_ssize_t kn) except -1:
+        # Move every source forward to its first key >= k (between groups: nothing to
+        # keep alive). Each source gallops from where it is; the tree jumps leaves.
+        cdef Py_ssize_t i, n0
+        cdef KeyBlock kb
+        for i in range(self.nsrc):
+            if i == 0 and self.has_tree:
+                if not self.tree_src:
+                    continue
+                kb = <KeyBlock>self.blocks[0]
+                n0 = self.lim[0]
+                if n0 > 0 and cmp_bytes(k, kn, kb.base + kb.offs[n0 - 1],
+                                        kb.offs[n0] - kb.offs[n0 - 1]) <= 0:
+                    self.pos[0] = gallop_lower_bound(kb.base, kb.offs, self.pos[0], n0, k, kn)
+                elif self.tree_last or self.check_end:
+                    self.pos[0] = n0      # the merge refills (or stops) from here
+                else:
+                    nxt = self.cursor.seek(PyBytes_FromStringAndSize(<const char*>k, kn))
+                    self._set_source(0, nxt if nxt is not None else KeyBlock.empty())
+                    if nxt is None:
+                        self.tree_src = False
+                    self.pos[0] = lower_bound(self.base[0], self.offs[0], 0, self.lim[0], k, kn)
+                continue
+            self.pos[i] = gallop_lower_bound(self.base[i], self.offs[i], self.pos[i],
+                                             self.lim[i], k, kn)
+        self.cur = -1
+        self.bound_p = NULL
+        return 0
+
     def entity_values(self, bytes start, bytes end):
         """``{a: [v, ...]}`` of the visible EAVT datoms in ``[start, end)`` (one entity's
         key range, say), the scan repositioned there first: pull reads each entity
@@ -537,6 +566,17 @@ cdef class Scan:
         cdef int r
         cdef tuple row
         cdef int index = self.index
+        # entity filter on EAVT / AEVT: keys come in entity order, so walk the sorted
+        # members alongside and jump the scan over keys of entities in between
+        cdef bint merge = e_in is not None and (index == 0 or index == 1)
+        cdef const int64_t* ids = NULL
+        cdef Py_ssize_t nids = 0, ip = 0
+        cdef int64_t e, prev_a = 0, a
+        cdef unsigned char skip[16]
+        if merge:
+            e_in.ensure_sorted()
+            ids = e_in.sorted_ids
+            nids = e_in.sorted_n
         if nf > 5:
             raise ValueError("at most 5 fields")
         for k in range(nf):
@@ -569,7 +609,32 @@ cdef class Scan:
                 es = 17
                 vs = 0
                 ve = 9
-            if e_in is not None and not idset_has(e_in, read_id(p + es)):
+            if merge:
+                e = read_id(p + es)
+                if index == 1:
+                    a = read_id(p)
+                    if a != prev_a:       # a new attribute: entities start over
+                        prev_a = a
+                        ip = 0
+                while ip < nids and ids[ip] < e:
+                    ip += 1
+                if ip == nids:
+                    if index == 0:
+                        self.done = True  # no member left: nothing more can match
+                        break
+                    write_id(skip, a + 1)  # none left for this attribute: the next one
+                    self._skip_to(skip, 8)
+                    continue
+                if ids[ip] != e:
+                    if index == 0:
+                        write_id(skip, ids[ip])
+                        self._skip_to(skip, 8)
+                    else:
+                        memcpy(skip, p, 8)
+                        write_id(skip + 8, ids[ip])
+                        self._skip_to(skip, 16)
+                    continue
+            elif e_in is not None and not idset_has(e_in, read_id(p + es)):
                 continue
             if eqp != NULL and (ve - vs != eqn or memcmp(p + vs, eqp, eqn) != 0):
                 continue

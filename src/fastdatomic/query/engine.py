@@ -73,11 +73,15 @@ def _err(msg, clause=None, **data):
 # --- relations -----------------------------------------------------------------------------
 
 class Rel:
-    __slots__ = ("vars", "rows")
+    # ``subset_of`` = (var, rel): every value of ``var`` here is one of ``rel``'s (the
+    # scan kept only those entities), so joining with ``rel`` when it binds ``var``
+    # alone changes nothing and is skipped.
+    __slots__ = ("vars", "rows", "subset_of")
 
     def __init__(self, vars_, rows):
         self.vars = tuple(vars_)
         self.rows = rows
+        self.subset_of = None
 
     def __repr__(self):
         return f"Rel({[str(v) for v in self.vars]}, {len(self.rows)} rows)"
@@ -107,7 +111,7 @@ class Ctx:
     """One evaluation scope: relations, sources, rules, deadline."""
 
     __slots__ = ("rels", "sources", "rules", "deadline", "tables", "counts", "ticks",
-                 "ranges", "satisfied")
+                 "ranges", "satisfied", "remaining", "keep")
 
     def __init__(self, sources, rules, deadline, tables=None, counts=None):
         self.rels = []
@@ -121,6 +125,10 @@ class Ctx:
         # the predicate clauses a scan has already made true of every row
         self.ranges = {}
         self.satisfied = set()
+        # the clauses still to run and the variables the find needs (top level only):
+        # a pattern leaves out a variable nothing later reads
+        self.remaining = None
+        self.keep = None
 
     def child(self, sources=None):
         c = Ctx(self.sources if sources is None else sources, self.rules, self.deadline,
@@ -169,6 +177,8 @@ class Ctx:
         return out
 
     def join(self, a, b):
+        if b.subset_of is not None and b.subset_of[1] is a and a.vars == (b.subset_of[0],):
+            return b
         shared = [v for v in a.vars if v in b.vars]
         if not a.rows or not b.rows:
             return Rel(a.vars + tuple(v for v in b.vars if v not in a.vars), [])
@@ -439,11 +449,8 @@ def _pattern_db(ctx, clause, db):
             except (FastDatomicError, TypeError, ValueError, OverflowError):
                 continue  # a value that cannot be in this index matches nothing
     rows = []
-    get = operator.attrgetter(*fields) if fields else None
-    single = len(fields) == 1
     check = ctx.check
     n = 0
-    field_idx = [_FIELDS.index(f) for f in fields]
     # what the C scan cannot check: tx / added constants, repeated variables
     if "v_eq" in sel:
         filters = [(f, x) for f, x in filters if f != "v"]
@@ -451,6 +458,22 @@ def _pattern_db(ctx, clause, db):
                                         (plan[0] == "eavt" and attr is not None))
     c_ok = not eqs and all(f == "e" or f == "a" or (f == "v" and v_in_prefix)
                            for f, _ in filters)
+    c_all = c_ok and all(type(x) is Scan for x in streams)
+    if c_all and ctx.remaining is not None:
+        # Leave out a new variable that no later clause and no find element reads
+        # (results are sets over the find variables, so the rows lost are duplicates).
+        done = {id(b.clause) for b in vrange[4]} if vrange is not None else set()
+        later = set(ctx.keep)
+        for c in ctx.remaining:
+            if id(c) not in done and id(c) not in ctx.satisfied:
+                later |= free_vars(c)
+        drop = [i for i, x in enumerate(out_vars) if x not in later and x not in bound]
+        if drop and len(drop) < len(out_vars):
+            out_vars = [x for i, x in enumerate(out_vars) if i not in drop]
+            fields = [f for i, f in enumerate(fields) if i not in drop]
+    get = operator.attrgetter(*fields) if fields else None
+    single = len(fields) == 1
+    field_idx = [_FIELDS.index(f) for f in fields]
     all_scans = True
     e_col = fields.index("e") if "e" in fields else None
     for si, datoms in enumerate(streams):
@@ -501,7 +524,10 @@ def _pattern_db(ctx, clause, db):
         ctx.satisfied.update(id(b.clause) for b in vrange[4])
     if not out_vars:
         rows = [()] if rows else []
-    return Rel(out_vars, rows)
+    rel = Rel(out_vars, rows)
+    if "e_in" in sel and c_all:
+        rel.subset_of = (e, ctx.rel_of(e))
+    return rel
 
 
 def _encoded_const(attr, x):
@@ -1192,6 +1218,8 @@ def _run(qry, inputs, timeout=None, trace=None):
             scalars.update(zip(r.vars, r.rows[0]))
     ctx.ranges = _ranges.collect(parsed.where, scalars, _is_builtin)
     remaining = list(parsed.where)
+    ctx.remaining = remaining     # popped as clauses run
+    ctx.keep = set(_find_vars(parsed))
     while remaining:
         i, cost = choose_next(ctx, remaining, DOLLAR, need) if len(remaining) > 1 else (0, None)
         c = remaining.pop(i)
@@ -1203,18 +1231,23 @@ def _run(qry, inputs, timeout=None, trace=None):
     return parsed, ctx, sources, patterns
 
 
-def _find_rows(parsed, ctx, sources, patterns):
-    elems = parsed.find.elements
+def _find_vars(parsed):
+    """The variables the find spec, :with and :order-by read, in order."""
     fvars = []
-    for el in elems:
+    for el in parsed.find.elements:
         if type(el) is Variable:
             fvars.append(el)
         elif type(el) is Pull:
             fvars.append(el.var)
         else:
             fvars.extend(a for a in el.args if type(a) is Variable)
-    keep = tuple(dict.fromkeys(list(fvars) + list(parsed.with_) +
+    return tuple(dict.fromkeys(list(fvars) + list(parsed.with_) +
                                [o.var for o in parsed.order_by]))
+
+
+def _find_rows(parsed, ctx, sources, patterns):
+    elems = parsed.find.elements
+    keep = _find_vars(parsed)
     missing = [v for v in keep if v not in ctx.bound()]
     if missing:
         raise QueryError("Query is referencing unbound variables " + " ".join(map(str, missing)))
