@@ -10,7 +10,7 @@ into a failure, and the marker must go.
 import pytest
 
 from fastdatomic.errors import FastDatomicError, QueryParseError
-from fastdatomic.query.engine import QueryError, QueryTimeoutError, q, query, register_query_fn
+from fastdatomic.query.engine import QueryTimeoutError, q, query, register_query_fn
 from test_query_data import K, people
 
 AGE = "[?e :person/name ?n] [?e :person/age ?a]"
