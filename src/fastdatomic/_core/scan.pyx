@@ -21,7 +21,7 @@ from libc.stdint cimport uint32_t, int64_t, uint64_t
 
 from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, lower_bound, upper_bound
 from fastdatomic._core.datom cimport Datom, datom_field
-from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id
+from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id, get_u64
 from fastdatomic._core.idset cimport IdSet, idset_has
 from cpython.long cimport PyLong_FromLongLong
 from fastdatomic._core.rows cimport untrack_atomic
@@ -115,9 +115,33 @@ cdef inline Py_ssize_t gallop_lower_bound(const unsigned char* base, const uint3
     return lower_bound(base, offs, prev + 1, lo + step if lo + step < hi else hi, k, kn)
 
 
+cdef inline int cmp_keys(const unsigned char* a, Py_ssize_t na,
+                         const unsigned char* b, Py_ssize_t nb) noexcept nogil:
+    # cmp_bytes for index keys: every key starts with two 8-byte words (ids, or a ref
+    # value), which compare as integers before memcmp looks at the rest.
+    cdef uint64_t x, y
+    if na >= 16 and nb >= 16:
+        x = get_u64(a)
+        y = get_u64(b)
+        if x != y:
+            return -1 if x < y else 1
+        x = get_u64(a + 8)
+        y = get_u64(b + 8)
+        if x != y:
+            return -1 if x < y else 1
+        return cmp_bytes(a + 16, na - 16, b + 16, nb - 16)
+    return cmp_bytes(a, na, b, nb)
+
+
 cdef inline bint same_group(const unsigned char* a, Py_ssize_t na,
                             const unsigned char* b, Py_ssize_t nb) noexcept nogil:
-    return na == nb and memcmp(a, b, na - 9) == 0
+    # same (e a v): equal up to the tx and added bytes
+    if na != nb:
+        return False
+    if na < 25:
+        return memcmp(a, b, na - 9) == 0
+    return get_u64(a + 8) == get_u64(b + 8) and get_u64(a) == get_u64(b) and \
+        memcmp(a + 16, b + 16, na - 25) == 0
 
 
 cdef object _key_field(int index, const unsigned char* p, Py_ssize_t n, Py_ssize_t es,
@@ -281,7 +305,7 @@ cdef class Scan:
         if cur >= 0 and self.pos[cur] < self.lim[cur]:
             p = self.base[cur] + self.offs[cur][self.pos[cur]]
             n = self.offs[cur][self.pos[cur] + 1] - self.offs[cur][self.pos[cur]]
-            if self.bound_p == NULL or cmp_bytes(p, n, self.bound_p, self.bound_n) < 0:
+            if self.bound_p == NULL or cmp_keys(p, n, self.bound_p, self.bound_n) < 0:
                 if self.check_end and cmp_bytes(p, n, self.end_p, self.end_n) >= 0:
                     return -1
                 return cur
@@ -291,14 +315,14 @@ cdef class Scan:
             if self.pos[i] < self.lim[i]:
                 p = self.base[i] + self.offs[i][self.pos[i]]
                 n = self.offs[i][self.pos[i] + 1] - self.offs[i][self.pos[i]]
-                if best < 0 or cmp_bytes(p, n, bp, bn) < 0:
+                if best < 0 or cmp_keys(p, n, bp, bn) < 0:
                     if best >= 0:
                         sp = bp
                         sn = bn
                     best = i
                     bp = p
                     bn = n
-                elif sp == NULL or cmp_bytes(p, n, sp, sn) < 0:
+                elif sp == NULL or cmp_keys(p, n, sp, sn) < 0:
                     sp = p
                     sn = n
         self.cur = best
