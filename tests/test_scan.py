@@ -212,3 +212,43 @@ def test_entity_values_after_seeks_match_model(seed, with_tree, nruns, ascending
     e = picks[0]
     got = sc.entity_values(encode_id(e) + encode_id(71), encode_id(e) + encode_id(72))
     assert list(got) in ([], [71])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9), index=st.sampled_from([INDEX_EAVT, INDEX_AEVT]),
+       fields=st.lists(st.sampled_from([1, 2, 3]), max_size=2))
+def test_extend_is_a_join_on_the_entity(seed, index, fields):
+    # Scan.extend walks rows sorted on an entity column alongside the scan: the same
+    # rows as joining each row with its entity's visible datoms.
+    rnd = random.Random(seed)
+    ds = _datoms(rnd, rnd.choice([200, 6000]), rnd.choice([30, 2500]), 20)
+    keys = [encode_key(index, e, a, TYPE_LONG, v, tx, added) for e, a, v, tx, added in ds]
+    segs, root, runs = _sources(rnd, list(keys), True, rnd.randrange(0, 4), False)
+    if root is None and not runs:
+        runs = [KeyBlock.from_keys(keys)]
+    es = sorted(rnd.choice([e for e, *_ in ds]) for _ in range(rnd.randrange(1, 80)))
+    es += [10**9] if rnd.random() < 0.3 else []          # an entity with no datoms
+    rows = [(e, f"r{i}") for i, e in enumerate(es)]
+    lo = rnd.choice([None, encode_value(TYPE_LONG, rnd.randrange(20))])
+    want = []
+    for k in _model(keys, b"", None, MODE_CURRENT, 10**6, -1):
+        d = decode_key(index, k)
+        if lo is not None and encode_value(TYPE_LONG, d.v) < lo:
+            continue
+        full = (d.e, d.a, d.v, d.tx, d.added)
+        for r in rows:
+            if r[0] == d.e:
+                want.append(r + tuple(full[f] for f in fields))
+    sc = Scan(index, TreeCursor(segs, root, b"") if root is not None else None,
+              tuple(runs), b"", None, MODE_CURRENT, 10**6, -1)
+    assert sc.extend(rows, 0, fields, v_lo=lo) == want
+
+
+def test_extend_refuses_rows_it_cannot_walk():
+    keys = [encode_key(INDEX_EAVT, e, 70, TYPE_LONG, 1, 5, True) for e in (1, 2)]
+
+    def scan():
+        return Scan(INDEX_EAVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 9, -1)
+    assert scan().extend([(2,), (1,)], 0, (2,)) is None          # not ascending
+    assert scan().extend([(1,), ("x",)], 0, (2,)) is None        # not an entity id
+    assert scan().extend([], 0, (2,)) == []

@@ -20,6 +20,8 @@ from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.list cimport PyList_New, PyList_Append
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.ref cimport PyObject, Py_INCREF
+from cpython.long cimport PyLong_AsLongLong
+from libc.stdint cimport int64_t
 
 from fastdatomic._core.rows cimport untrack_atomic
 
@@ -190,4 +192,88 @@ def column(list rows, Py_ssize_t i):
     cdef tuple row
     for row in rows:
         out.append(row[i])
+    return out
+
+
+cdef inline bint _id_at(tuple row, Py_ssize_t col, int64_t* out) except -1:
+    v = <object>PyTuple_GET_ITEM(row, col)
+    if type(v) is not int:
+        return False
+    try:
+        out[0] = PyLong_AsLongLong(v)
+    except OverflowError:
+        return False
+    return True
+
+
+def merge_join(list a_rows, Py_ssize_t a_col, list b_rows, Py_ssize_t b_col, tuple b_rest,
+               check=None):
+    """``hash_join`` on one entity column when both sides are already in ascending
+    order of it (relations straight out of AEVT / EAVT scans): a walk of the two lists,
+    no table. Output rows come in key order. ``None`` when a key is not an int or the
+    order does not hold (the caller then hash-joins).
+
+    >>> merge_join([(1, "a"), (3, "c")], 0, [(1, 10), (2, 20), (3, 30), (3, 31)], 0, (1,))
+    [(1, 'a', 10), (3, 'c', 30), (3, 'c', 31)]
+    """
+    cdef Py_ssize_t na = len(a_rows), nb = len(b_rows), i = 0, j = 0, i2, j2, x, y
+    cdef Py_ssize_t nr = len(b_rest), steps = 0
+    cdef Py_ssize_t rest[64]
+    cdef int64_t ka, kb, prev_a, prev_b, k2
+    cdef list out = []
+    if nr > 64:
+        raise ValueError("at most 64 columns")
+    for x in range(nr):
+        rest[x] = b_rest[x]
+    if na == 0 or nb == 0:
+        return out
+    if not _id_at(<tuple>a_rows[0], a_col, &ka) or not _id_at(<tuple>b_rows[0], b_col, &kb):
+        return None
+    prev_a = ka
+    prev_b = kb
+    while i < na and j < nb:
+        steps += 1
+        if check is not None and steps % CHECK_EVERY == 0:
+            check()
+        if ka < kb:
+            i += 1
+            if i < na:
+                if not _id_at(<tuple>a_rows[i], a_col, &ka) or ka < prev_a:
+                    return None
+                prev_a = ka
+        elif ka > kb:
+            j += 1
+            if j < nb:
+                if not _id_at(<tuple>b_rows[j], b_col, &kb) or kb < prev_b:
+                    return None
+                prev_b = kb
+        else:
+            # the runs of equal keys on both sides
+            i2 = i + 1
+            while i2 < na:
+                if not _id_at(<tuple>a_rows[i2], a_col, &k2) or k2 < ka:
+                    return None
+                if k2 != ka:
+                    break
+                i2 += 1
+            j2 = j + 1
+            while j2 < nb:
+                if not _id_at(<tuple>b_rows[j2], b_col, &k2) or k2 < kb:
+                    return None
+                if k2 != kb:
+                    break
+                j2 += 1
+            for x in range(i, i2):
+                for y in range(j, j2):
+                    out.append(_concat(<tuple>a_rows[x], <tuple>b_rows[y], rest, nr))
+            i = i2
+            j = j2
+            if i < na:
+                if not _id_at(<tuple>a_rows[i], a_col, &ka) or ka < prev_a:
+                    return None
+                prev_a = ka
+            if j < nb:
+                if not _id_at(<tuple>b_rows[j], b_col, &kb) or kb < prev_b:
+                    return None
+                prev_b = kb
     return out

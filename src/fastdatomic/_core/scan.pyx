@@ -24,6 +24,9 @@ from fastdatomic._core.datom cimport Datom, datom_field
 from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id, get_u64
 from fastdatomic._core.idset cimport IdSet, idset_has
 from cpython.long cimport PyLong_FromLongLong
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.ref cimport Py_INCREF
 from fastdatomic._core.rows cimport untrack_atomic
 from fastdatomic._core.segment cimport make_block
 from libc.string cimport memcpy
@@ -100,37 +103,53 @@ cdef inline bytes _child_id(DirNode node, Py_ssize_t i):
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(node._ids) + i * 16, 16)
 
 
+cdef inline int cmp_keys(const unsigned char* a, Py_ssize_t na,
+                         const unsigned char* b, Py_ssize_t nb) noexcept nogil:
+    # cmp_bytes for index keys: keys (and seek prefixes) start with 8-byte words (ids,
+    # or a ref value), which compare as integers before memcmp looks at the rest.
+    cdef uint64_t x, y
+    if na < 8 or nb < 8:
+        return cmp_bytes(a, na, b, nb)
+    x = get_u64(a)
+    y = get_u64(b)
+    if x != y:
+        return -1 if x < y else 1
+    if na < 16 or nb < 16:
+        return cmp_bytes(a + 8, na - 8, b + 8, nb - 8)
+    x = get_u64(a + 8)
+    y = get_u64(b + 8)
+    if x != y:
+        return -1 if x < y else 1
+    return cmp_bytes(a + 16, na - 16, b + 16, nb - 16)
+
+
+cdef inline Py_ssize_t key_lower_bound(const unsigned char* base, const uint32_t* offs,
+                                       Py_ssize_t lo, Py_ssize_t hi,
+                                       const unsigned char* k, Py_ssize_t kn) noexcept nogil:
+    # segment.lower_bound with cmp_keys: the scan's seeks compare index keys
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cmp_keys(base + offs[mid], offs[mid + 1] - offs[mid], k, kn) < 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef inline Py_ssize_t gallop_lower_bound(const unsigned char* base, const uint32_t* offs,
                                           Py_ssize_t lo, Py_ssize_t hi,
                                           const unsigned char* k, Py_ssize_t kn) noexcept nogil:
     # lower_bound for a key at or a little after ``lo``: steps 1, 2, 4, ... then a binary
     # search in the last step, so nearby keys cost few (and cache-warm) comparisons.
     cdef Py_ssize_t step = 1, prev = lo
-    if lo >= hi or cmp_bytes(base + offs[lo], offs[lo + 1] - offs[lo], k, kn) >= 0:
+    if lo >= hi or cmp_keys(base + offs[lo], offs[lo + 1] - offs[lo], k, kn) >= 0:
         return lo
     while lo + step < hi and \
-            cmp_bytes(base + offs[lo + step], offs[lo + step + 1] - offs[lo + step], k, kn) < 0:
+            cmp_keys(base + offs[lo + step], offs[lo + step + 1] - offs[lo + step], k, kn) < 0:
         prev = lo + step
         step <<= 1
-    return lower_bound(base, offs, prev + 1, lo + step if lo + step < hi else hi, k, kn)
-
-
-cdef inline int cmp_keys(const unsigned char* a, Py_ssize_t na,
-                         const unsigned char* b, Py_ssize_t nb) noexcept nogil:
-    # cmp_bytes for index keys: every key starts with two 8-byte words (ids, or a ref
-    # value), which compare as integers before memcmp looks at the rest.
-    cdef uint64_t x, y
-    if na >= 16 and nb >= 16:
-        x = get_u64(a)
-        y = get_u64(b)
-        if x != y:
-            return -1 if x < y else 1
-        x = get_u64(a + 8)
-        y = get_u64(b + 8)
-        if x != y:
-            return -1 if x < y else 1
-        return cmp_bytes(a + 16, na - 16, b + 16, nb - 16)
-    return cmp_bytes(a, na, b, nb)
+    return key_lower_bound(base, offs, prev + 1, lo + step if lo + step < hi else hi, k, kn)
 
 
 cdef inline bint same_group(const unsigned char* a, Py_ssize_t na,
@@ -162,6 +181,20 @@ cdef object _key_field(int index, const unsigned char* p, Py_ssize_t n, Py_ssize
     if f == 3:
         return PyLong_FromLongLong(key_tx(p, n))
     return p[n - 1] != 0
+
+
+cdef inline tuple _append1(tuple row, object v):
+    # row + (v,) in one allocation
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(row), i
+    cdef tuple t = PyTuple_New(n + 1)
+    cdef object x
+    for i in range(n):
+        x = <object>PyTuple_GET_ITEM(row, i)
+        Py_INCREF(x)
+        PyTuple_SET_ITEM(t, i, x)
+    Py_INCREF(v)
+    PyTuple_SET_ITEM(t, n, v)
+    return t
 
 
 cdef class Scan:
@@ -687,6 +720,132 @@ cdef class Scan:
                 row = tuple([_key_field(index, p, n, es, vs, ve, f[k]) for k in range(nf)])
             out.append(untrack_atomic(row))
         return out
+
+    def extend(self, list rows, Py_ssize_t col, fields, bytes v_eq=None, bytes v_lo=None,
+               bint lo_incl=True, bytes v_hi=None, bint hi_incl=True, check=None):
+        """Join ``rows`` with this EAVT / AEVT scan on the entity: each row whose entity
+        (the int at ``col``; rows ascending on it) has visible datoms passing the value
+        filters comes back once per datom, extended by that datom's ``fields``. ``None``
+        when the rows are not ascending ints (the caller joins another way).
+
+        The scan and the rows are both in entity order, so this walks them together and
+        jumps the scan over entities no row holds: a pattern joined with what is bound,
+        with no intermediate relation.
+
+        >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
+        >>> from fastdatomic._core.segment import KeyBlock
+        >>> keys = [encode_key(INDEX_AEVT, e, 72, TYPE_LONG, e * 10, 5, True) for e in (1, 2, 3)]
+        >>> sc = Scan(INDEX_AEVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 9, -1)
+        >>> sc.extend([(1, "a"), (3, "c"), (3, "d"), (4, "e")], 0, (2,))
+        [(1, 'a', 10), (3, 'c', 30), (3, 'd', 30)]
+        """
+        cdef Py_ssize_t nrows = len(rows), i, j, k, nf = len(fields), ri = 0, rj, seen = 0
+        cdef Py_ssize_t n, es, vs, ve, na
+        cdef int64_t* ids
+        cdef int64_t e, a, prev_a = 0
+        cdef int f[5]
+        cdef int r
+        cdef int index = self.index
+        cdef const unsigned char* p
+        cdef const unsigned char* eqp = NULL
+        cdef const unsigned char* lop = NULL
+        cdef const unsigned char* hip = NULL
+        cdef Py_ssize_t eqn = 0, lon = 0, hin = 0
+        cdef unsigned char skip[16]
+        cdef list out = []
+        cdef tuple row, t
+        if index != 0 and index != 1:
+            raise ValueError("extend reads the EAVT or AEVT index")
+        if nf > 5:
+            raise ValueError("at most 5 fields")
+        for k in range(nf):
+            f[k] = fields[k]
+            if not 0 <= f[k] < 5:
+                raise ValueError(f"datom field {f[k]} is not 0..4 (e a v tx added)")
+        if v_eq is not None:
+            eqp = <const unsigned char*>PyBytes_AS_STRING(v_eq)
+            eqn = PyBytes_GET_SIZE(v_eq)
+        if v_lo is not None:
+            lop = <const unsigned char*>PyBytes_AS_STRING(v_lo)
+            lon = PyBytes_GET_SIZE(v_lo)
+        if v_hi is not None:
+            hip = <const unsigned char*>PyBytes_AS_STRING(v_hi)
+            hin = PyBytes_GET_SIZE(v_hi)
+        if nrows == 0:
+            return out
+        ids = <int64_t*>PyMem_Malloc(nrows * sizeof(int64_t))
+        if ids == NULL:
+            raise MemoryError()
+        try:
+            for i in range(nrows):
+                v = (<tuple>rows[i])[col]
+                if type(v) is not int:
+                    return None
+                try:
+                    ids[i] = <int64_t>v
+                except OverflowError:
+                    return None
+                if i and ids[i] < ids[i - 1]:
+                    return None
+            es = 0 if index == 0 else 8
+            while self.advance():
+                seen += 1
+                if check is not None and seen % 65536 == 0:
+                    check()
+                p = self.out_p
+                n = self.out_n
+                e = read_id(p + es)
+                if index == 1:
+                    a = read_id(p)
+                    if a != prev_a:       # a new attribute: entities start over
+                        prev_a = a
+                        ri = 0
+                while ri < nrows and ids[ri] < e:
+                    ri += 1
+                if ri == nrows:
+                    if index == 0:
+                        break
+                    write_id(skip, a + 1)
+                    self._skip_to(skip, 8)
+                    continue
+                if ids[ri] != e:
+                    if index == 0:
+                        write_id(skip, ids[ri])
+                        self._skip_to(skip, 8)
+                    else:
+                        memcpy(skip, p, 8)
+                        write_id(skip + 8, ids[ri])
+                        self._skip_to(skip, 16)
+                    continue
+                vs = 16
+                ve = n - 9
+                if eqp != NULL and (ve - vs != eqn or memcmp(p + vs, eqp, eqn) != 0):
+                    continue
+                if lop != NULL:
+                    r = cmp_bytes(p + vs, ve - vs, lop, lon)
+                    if r < 0 or (r == 0 and not lo_incl):
+                        continue
+                if hip != NULL:
+                    r = cmp_bytes(p + vs, ve - vs, hip, hin)
+                    if r > 0 or (r == 0 and not hi_incl):
+                        continue
+                if nf == 1:
+                    v1 = _key_field(index, p, n, es, vs, ve, f[0])
+                elif nf > 1:
+                    t = tuple([_key_field(index, p, n, es, vs, ve, f[k]) for k in range(nf)])
+                rj = ri
+                while rj < nrows and ids[rj] == e:
+                    row = <tuple>rows[rj]
+                    if nf == 0:
+                        out.append(row)
+                    elif nf == 1:
+                        out.append(untrack_atomic(_append1(row, v1)))
+                    else:
+                        out.append(untrack_atomic(row + t))
+                    rj += 1
+            return out
+        finally:
+            PyMem_Free(ids)
 
     def take(self, Py_ssize_t limit=-1):
         """Up to ``limit`` datoms (all when negative) as a list."""

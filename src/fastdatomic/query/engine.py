@@ -21,9 +21,11 @@ import re
 import statistics
 import time
 
-from fastdatomic._core.codec import TYPE_KEYWORD, encode_value, decode_value as _decode_value
+from fastdatomic._core.codec import (
+    TYPE_KEYWORD, INDEX_EAVT, INDEX_AEVT, INDEX_AVET, encode_value, decode_value as _decode_value,
+)
 from fastdatomic._core.idset import IdSet
-from fastdatomic._core.join import hash_join, product, semi_join, group_by, column
+from fastdatomic._core.join import hash_join, merge_join, product, semi_join, group_by, column
 from fastdatomic._core.scan import Scan
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
@@ -76,12 +78,18 @@ class Rel:
     # ``subset_of`` = (var, rel): every value of ``var`` here is one of ``rel``'s (the
     # scan kept only those entities), so joining with ``rel`` when it binds ``var``
     # alone changes nothing and is skipped.
-    __slots__ = ("vars", "rows", "subset_of")
+    # ``sorted_on``: the variable whose (int) values ascend down the rows, as they come
+    # out of an AEVT / EAVT scan; two such relations join by merging.
+    # ``absorbs``: a relation this one already holds joined in (Scan.extend): it takes
+    # that relation's place.
+    __slots__ = ("vars", "rows", "subset_of", "sorted_on", "absorbs")
 
     def __init__(self, vars_, rows):
         self.vars = tuple(vars_)
         self.rows = rows
         self.subset_of = None
+        self.sorted_on = None
+        self.absorbs = None
 
     def __repr__(self):
         return f"Rel({[str(v) for v in self.vars]}, {len(self.rows)} rows)"
@@ -154,6 +162,10 @@ class Ctx:
         return {row[i] for row in r.rows}
 
     def add(self, rel):
+        if rel.absorbs is not None:
+            old, rel.absorbs = rel.absorbs, None
+            self.rels = [rel if r is old else r for r in self.rels]
+            return
         keep = []
         for r in self.rels:
             if set(r.vars) & set(rel.vars):
@@ -190,6 +202,15 @@ class Ctx:
             if len(a.rows) * len(b.rows) > 100_000:
                 self.check()
             return Rel(a.vars + b.vars, product(a.rows, b.rows, self.check))
+        if len(shared) == 1 and a.sorted_on == shared[0] == b.sorted_on:
+            v = shared[0]
+            rest = tuple(i for i, x in enumerate(b.vars) if x != v)
+            rows = merge_join(a.rows, a.vars.index(v), b.rows, b.vars.index(v), rest,
+                              self.check if self.deadline is not None else None)
+            if rows is not None:
+                out = Rel(a.vars + tuple(b.vars[i] for i in rest), rows)
+                out.sorted_on = v
+                return out
         if len(a.rows) > len(b.rows):
             a, b = b, a
         rest = tuple(i for i, v in enumerate(b.vars) if v not in shared)
@@ -352,18 +373,25 @@ def _pattern_db(ctx, clause, db):
     #   nothing known         -> EAVT full scan (then filter)
     # the entities ?e is bound to, as a C set (None: not bound, or not all int ids)
     e_ids = None
+    e_rel = None     # the relation binding ?e, when it is sorted on ?e (Scan.extend)
     if type(e) is Variable and e in bound:
         r = ctx.rel_of(e)
-        e_ids = IdSet.of_column(r.rows, r.vars.index(e))
+        if r.sorted_on == e and attr is not None and not eqs and 3 not in cvals \
+                and 4 not in cvals:
+            e_rel = r
+        else:
+            e_ids = IdSet.of_column(r.rows, r.vars.index(e))
 
     def probe_var(el, i):
         if type(el) is not Variable or el not in bound:
             return None
+        if i == 0 and e_rel is not None:
+            return None            # joined by walking the sorted relation instead
         if i == 0 and e_ids is not None:
             n = len(e_ids)
             if n <= PROBE_SMALL or (attr is not None and
                                     n * PROBE_RATIO < _attr_count(ctx, db, attr)):
-                return e_ids.to_list()
+                return e_ids.sorted()      # probed in order: rows come out sorted on ?e
             return None
         vals = ctx.values_of(el)
         if len(vals) <= PROBE_SMALL:
@@ -412,10 +440,15 @@ def _pattern_db(ctx, clause, db):
             sel.update(v_lo=lo, lo_incl=lo_incl, v_hi=hi, hi_incl=hi_incl)
     renamed = {}   # stream number -> the bound value its entity id was resolved from
     if plan is None:
-        if vrange is not None and attr.indexed and "e_in" not in sel:
+        if vrange is not None and attr.indexed and "e_in" not in sel and e_rel is None:
             datoms = db.encoded_value_range(attr.id, vrange[0], vrange[2])
+            datoms_index = INDEX_AVET
+        elif attr is not None:
+            datoms = db.datoms("aevt", attr.id)
+            datoms_index = INDEX_AEVT
         else:
-            datoms = db.datoms("aevt", attr.id) if attr is not None else db.datoms("eavt")
+            datoms = db.datoms("eavt")
+            datoms_index = INDEX_EAVT
         streams = [datoms]
     else:
         index, p, vals = plan
@@ -471,6 +504,25 @@ def _pattern_db(ctx, clause, db):
         if drop and len(drop) < len(out_vars):
             out_vars = [x for i, x in enumerate(out_vars) if i not in drop]
             fields = [f for i, f in enumerate(fields) if i not in drop]
+    if e_rel is not None and c_all and datoms_index == INDEX_AEVT and (
+            2 not in cvals or "v_eq" in sel):
+        # ?e's relation is in entity order, like AEVT: extend its rows in one walk
+        rest = [(x, f) for x, f in zip(out_vars, fields) if x != e]
+        ext = {k: sel[k] for k in ("v_eq", "v_lo", "lo_incl", "v_hi", "hi_incl") if k in sel}
+        joined = streams[0].extend(e_rel.rows, e_rel.vars.index(e),
+                                   [_FIELDS.index(f) for _, f in rest], check=check, **ext)
+        if joined is not None:
+            if vrange is not None:
+                ctx.satisfied.update(id(b.clause) for b in vrange[4])
+            rel = Rel(e_rel.vars + tuple(x for x, _ in rest), joined)
+            rel.sorted_on = e
+            rel.absorbs = e_rel
+            return rel
+        # not ascending ints after all: read the pattern as usual
+        streams = [db.datoms("aevt", attr.id)]
+        e_ids = IdSet.of_column(e_rel.rows, e_rel.vars.index(e))
+        if e_ids is not None:
+            sel["e_in"] = e_ids
     get = operator.attrgetter(*fields) if fields else None
     single = len(fields) == 1
     field_idx = [_FIELDS.index(f) for f in fields]
@@ -527,6 +579,20 @@ def _pattern_db(ctx, clause, db):
     rel = Rel(out_vars, rows)
     if "e_in" in sel and c_all:
         rel.subset_of = (e, ctx.rel_of(e))
+    if type(e) is Variable and e in out_vars and not renamed and (
+            (plan is None and datoms_index in (INDEX_EAVT, INDEX_AEVT)) or
+            (plan is not None and plan[0] == "eavt" and e_ids is not None) or
+            (plan is not None and plan[0] in ("avet", "vaet") and len(plan[2]) == 1)):
+        # one attribute's AEVT, EAVT probed in entity order, or one value's AVET/VAET
+        rel.sorted_on = e
+    elif out_vars == [e] and len(rows) > 1:
+        # Entities alone (say, an AVET range): in entity order they join by a walk.
+        ids = IdSet.of_column(rows, 0)
+        if ids is not None:
+            subset_of = rel.subset_of
+            rel = Rel(out_vars, [(x,) for x in ids.sorted()])
+            rel.sorted_on = e
+            rel.subset_of = subset_of
     return rel
 
 
