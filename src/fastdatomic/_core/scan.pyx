@@ -20,7 +20,7 @@ from libc.string cimport memcmp
 from libc.stdint cimport uint32_t, int64_t, uint64_t
 
 from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, lower_bound, upper_bound
-from fastdatomic._core.datom cimport Datom, datom_field
+from fastdatomic._core.datom cimport Datom
 from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id, get_u64
 from fastdatomic._core.idset cimport IdSet, idset_has
 from cpython.long cimport PyLong_FromLongLong
@@ -195,6 +195,71 @@ cdef inline tuple _append1(tuple row, object v):
     Py_INCREF(v)
     PyTuple_SET_ITEM(t, n, v)
     return t
+
+
+cdef struct ValueFilter:
+    # a scan's value tests on encoded bytes (NULL: no test); the bytes objects they
+    # point into belong to the caller's arguments
+    const unsigned char* eqp
+    Py_ssize_t eqn
+    const unsigned char* lop
+    Py_ssize_t lon
+    bint lo_incl
+    const unsigned char* hip
+    Py_ssize_t hin
+    bint hi_incl
+
+
+cdef inline void _value_filter(ValueFilter* vf, bytes v_eq, bytes v_lo, bint lo_incl,
+                               bytes v_hi, bint hi_incl):
+    vf.eqp = vf.lop = vf.hip = NULL
+    vf.eqn = vf.lon = vf.hin = 0
+    vf.lo_incl = lo_incl
+    vf.hi_incl = hi_incl
+    if v_eq is not None:
+        vf.eqp = <const unsigned char*>PyBytes_AS_STRING(v_eq)
+        vf.eqn = PyBytes_GET_SIZE(v_eq)
+    if v_lo is not None:
+        vf.lop = <const unsigned char*>PyBytes_AS_STRING(v_lo)
+        vf.lon = PyBytes_GET_SIZE(v_lo)
+    if v_hi is not None:
+        vf.hip = <const unsigned char*>PyBytes_AS_STRING(v_hi)
+        vf.hin = PyBytes_GET_SIZE(v_hi)
+
+
+cdef inline bint _value_passes(const ValueFilter* vf, const unsigned char* v,
+                               Py_ssize_t vn) noexcept nogil:
+    cdef int r
+    if vf.eqp != NULL and (vn != vf.eqn or memcmp(v, vf.eqp, vn) != 0):
+        return False
+    if vf.lop != NULL:
+        r = cmp_bytes(v, vn, vf.lop, vf.lon)
+        if r < 0 or (r == 0 and not vf.lo_incl):
+            return False
+    if vf.hip != NULL:
+        r = cmp_bytes(v, vn, vf.hip, vf.hin)
+        if r > 0 or (r == 0 and not vf.hi_incl):
+            return False
+    return True
+
+
+cdef Py_ssize_t _parse_fields(fields, int* f) except -1:
+    cdef Py_ssize_t nf = len(fields), k
+    if nf > 5:
+        raise ValueError("at most 5 fields")
+    for k in range(nf):
+        f[k] = fields[k]
+        if not 0 <= f[k] < 5:
+            raise ValueError(f"datom field {f[k]} is not 0..4 (e a v tx added)")
+    return nf
+
+
+cdef struct EntityWalk:
+    # sorted entity ids a scan in entity order walks alongside its keys
+    const int64_t* ids
+    Py_ssize_t n
+    Py_ssize_t i
+    int64_t attr        # AEVT: the attribute whose entities are being walked
 
 
 cdef class Scan:
@@ -503,6 +568,39 @@ cdef class Scan:
         self.bound_p = NULL
         return 0
 
+    cdef int _walk(self, EntityWalk* w, const unsigned char* p) except -2:
+        # Where the key at p stands against the walked entities: 1 its entity is the
+        # current one; 0 it is not, and the scan has jumped to the next one (or, on
+        # AEVT, to the next attribute); -1 none is left (EAVT: nothing more matches).
+        cdef int64_t e, a
+        cdef unsigned char skip[16]
+        if self.index == 1:
+            e = read_id(p + 8)
+            a = read_id(p)
+            if a != w.attr:           # a new attribute: entities start over
+                w.attr = a
+                w.i = 0
+        else:
+            e = read_id(p)
+        while w.i < w.n and w.ids[w.i] < e:
+            w.i += 1
+        if w.i == w.n:
+            if self.index == 0:
+                return -1
+            write_id(skip, w.attr + 1)
+            self._skip_to(skip, 8)
+            return 0
+        if w.ids[w.i] == e:
+            return 1
+        if self.index == 0:
+            write_id(skip, w.ids[w.i])
+            self._skip_to(skip, 8)
+        else:
+            memcpy(skip, p, 8)
+            write_id(skip + 8, w.ids[w.i])
+            self._skip_to(skip, 16)
+        return 0
+
     def entity_values(self, bytes start, bytes end):
         """``{a: [v, ...]}`` of the visible EAVT datoms in ``[start, end)`` (one entity's
         key range, say), the scan repositioned there first: pull reads each entity
@@ -561,32 +659,6 @@ cdef class Scan:
             c += 1
         return c
 
-    def tuples(self, fields, Py_ssize_t limit=-1):
-        """Up to ``limit`` visible datoms as tuples of ``fields`` (0 e, 1 a, 2 v, 3 tx,
-        4 added): the query engine's rows, without a Python loop per datom."""
-        cdef list out = []
-        cdef Py_ssize_t c = 0, nf = len(fields), k
-        cdef int f[5]
-        cdef Datom d
-        if nf > 5:
-            raise ValueError("at most 5 fields")
-        for k in range(nf):
-            f[k] = fields[k]
-            if not 0 <= f[k] < 5:
-                raise ValueError(f"datom field {f[k]} is not 0..4 (e a v tx added)")
-        while (limit < 0 or c < limit) and self.advance():
-            d = decode_key_ptr(self.index, self.out_p, self.out_n)
-            if nf == 1:
-                out.append((datom_field(d, f[0]),))
-            elif nf == 2:
-                out.append((datom_field(d, f[0]), datom_field(d, f[1])))
-            elif nf == 3:
-                out.append((datom_field(d, f[0]), datom_field(d, f[1]), datom_field(d, f[2])))
-            else:
-                out.append(tuple([datom_field(d, f[k]) for k in range(nf)]))
-            c += 1
-        return out
-
     def select(self, fields, Py_ssize_t limit=-1, IdSet e_in=None, bytes v_eq=None,
                bytes v_lo=None, bint lo_incl=True, bytes v_hi=None, bint hi_incl=True,
                Py_ssize_t budget=-1):
@@ -612,43 +684,26 @@ cdef class Scan:
         [(2, 20), (3, 30)]
         """
         cdef list out = []
-        cdef Py_ssize_t c = 0, nf = len(fields), k, vs, ve, es, seen = 0
+        cdef Py_ssize_t c = 0, nf, k, vs, ve, es, seen = 0
         cdef int f[5]
         cdef const unsigned char* p
         cdef Py_ssize_t n
-        cdef const unsigned char* eqp = NULL
-        cdef const unsigned char* lop = NULL
-        cdef const unsigned char* hip = NULL
-        cdef Py_ssize_t eqn = 0, lon = 0, hin = 0
-        cdef int r
+        cdef ValueFilter vf
         cdef tuple row
         cdef int index = self.index
+        cdef int w
         # entity filter on EAVT / AEVT: keys come in entity order, so walk the sorted
         # members alongside and jump the scan over keys of entities in between
         cdef bint merge = e_in is not None and (index == 0 or index == 1)
-        cdef const int64_t* ids = NULL
-        cdef Py_ssize_t nids = 0, ip = 0
-        cdef int64_t e, prev_a = 0, a
-        cdef unsigned char skip[16]
+        cdef EntityWalk walk
+        nf = _parse_fields(fields, f)
+        _value_filter(&vf, v_eq, v_lo, lo_incl, v_hi, hi_incl)
         if merge:
             e_in.ensure_sorted()
-            ids = e_in.sorted_ids
-            nids = e_in.sorted_n
-        if nf > 5:
-            raise ValueError("at most 5 fields")
-        for k in range(nf):
-            f[k] = fields[k]
-            if not 0 <= f[k] < 5:
-                raise ValueError(f"datom field {f[k]} is not 0..4 (e a v tx added)")
-        if v_eq is not None:
-            eqp = <const unsigned char*>PyBytes_AS_STRING(v_eq)
-            eqn = PyBytes_GET_SIZE(v_eq)
-        if v_lo is not None:
-            lop = <const unsigned char*>PyBytes_AS_STRING(v_lo)
-            lon = PyBytes_GET_SIZE(v_lo)
-        if v_hi is not None:
-            hip = <const unsigned char*>PyBytes_AS_STRING(v_hi)
-            hin = PyBytes_GET_SIZE(v_hi)
+            walk.ids = e_in.sorted_ids
+            walk.n = e_in.sorted_n
+            walk.i = 0
+            walk.attr = 0
         while (limit < 0 or c < limit) and (budget < 0 or seen < budget) and self.advance():
             seen += 1
             p = self.out_p
@@ -667,42 +722,16 @@ cdef class Scan:
                 vs = 0
                 ve = 9
             if merge:
-                e = read_id(p + es)
-                if index == 1:
-                    a = read_id(p)
-                    if a != prev_a:       # a new attribute: entities start over
-                        prev_a = a
-                        ip = 0
-                while ip < nids and ids[ip] < e:
-                    ip += 1
-                if ip == nids:
-                    if index == 0:
-                        self.done = True  # no member left: nothing more can match
-                        break
-                    write_id(skip, a + 1)  # none left for this attribute: the next one
-                    self._skip_to(skip, 8)
-                    continue
-                if ids[ip] != e:
-                    if index == 0:
-                        write_id(skip, ids[ip])
-                        self._skip_to(skip, 8)
-                    else:
-                        memcpy(skip, p, 8)
-                        write_id(skip + 8, ids[ip])
-                        self._skip_to(skip, 16)
+                w = self._walk(&walk, p)
+                if w < 0:
+                    self.done = True      # no member left: nothing more can match
+                    break
+                if w == 0:
                     continue
             elif e_in is not None and not idset_has(e_in, read_id(p + es)):
                 continue
-            if eqp != NULL and (ve - vs != eqn or memcmp(p + vs, eqp, eqn) != 0):
+            if not _value_passes(&vf, p + vs, ve - vs):
                 continue
-            if lop != NULL:
-                r = cmp_bytes(p + vs, ve - vs, lop, lon)
-                if r < 0 or (r == 0 and not lo_incl):
-                    continue
-            if hip != NULL:
-                r = cmp_bytes(p + vs, ve - vs, hip, hin)
-                if r > 0 or (r == 0 and not hi_incl):
-                    continue
             c += 1
             if nf == 0:
                 out.append(())
@@ -739,38 +768,21 @@ cdef class Scan:
         >>> sc.extend([(1, "a"), (3, "c"), (3, "d"), (4, "e")], 0, (2,))
         [(1, 'a', 10), (3, 'c', 30), (3, 'd', 30)]
         """
-        cdef Py_ssize_t nrows = len(rows), i, j, k, nf = len(fields), ri = 0, rj, seen = 0
-        cdef Py_ssize_t n, es, vs, ve, na
+        cdef Py_ssize_t nrows = len(rows), i, k, nf, rj, seen = 0
+        cdef Py_ssize_t n, es, vs, ve
         cdef int64_t* ids
-        cdef int64_t e, a, prev_a = 0
         cdef int f[5]
-        cdef int r
+        cdef int w
         cdef int index = self.index
         cdef const unsigned char* p
-        cdef const unsigned char* eqp = NULL
-        cdef const unsigned char* lop = NULL
-        cdef const unsigned char* hip = NULL
-        cdef Py_ssize_t eqn = 0, lon = 0, hin = 0
-        cdef unsigned char skip[16]
+        cdef ValueFilter vf
+        cdef EntityWalk walk
         cdef list out = []
         cdef tuple row, t
         if index != 0 and index != 1:
             raise ValueError("extend reads the EAVT or AEVT index")
-        if nf > 5:
-            raise ValueError("at most 5 fields")
-        for k in range(nf):
-            f[k] = fields[k]
-            if not 0 <= f[k] < 5:
-                raise ValueError(f"datom field {f[k]} is not 0..4 (e a v tx added)")
-        if v_eq is not None:
-            eqp = <const unsigned char*>PyBytes_AS_STRING(v_eq)
-            eqn = PyBytes_GET_SIZE(v_eq)
-        if v_lo is not None:
-            lop = <const unsigned char*>PyBytes_AS_STRING(v_lo)
-            lon = PyBytes_GET_SIZE(v_lo)
-        if v_hi is not None:
-            hip = <const unsigned char*>PyBytes_AS_STRING(v_hi)
-            hin = PyBytes_GET_SIZE(v_hi)
+        nf = _parse_fields(fields, f)
+        _value_filter(&vf, v_eq, v_lo, lo_incl, v_hi, hi_incl)
         if nrows == 0:
             return out
         ids = <int64_t*>PyMem_Malloc(nrows * sizeof(int64_t))
@@ -787,6 +799,10 @@ cdef class Scan:
                     return None
                 if i and ids[i] < ids[i - 1]:
                     return None
+            walk.ids = ids
+            walk.n = nrows
+            walk.i = 0
+            walk.attr = 0
             es = 0 if index == 0 else 8
             while self.advance():
                 seen += 1
@@ -794,47 +810,21 @@ cdef class Scan:
                     check()
                 p = self.out_p
                 n = self.out_n
-                e = read_id(p + es)
-                if index == 1:
-                    a = read_id(p)
-                    if a != prev_a:       # a new attribute: entities start over
-                        prev_a = a
-                        ri = 0
-                while ri < nrows and ids[ri] < e:
-                    ri += 1
-                if ri == nrows:
-                    if index == 0:
-                        break
-                    write_id(skip, a + 1)
-                    self._skip_to(skip, 8)
-                    continue
-                if ids[ri] != e:
-                    if index == 0:
-                        write_id(skip, ids[ri])
-                        self._skip_to(skip, 8)
-                    else:
-                        memcpy(skip, p, 8)
-                        write_id(skip + 8, ids[ri])
-                        self._skip_to(skip, 16)
+                w = self._walk(&walk, p)
+                if w < 0:
+                    break
+                if w == 0:
                     continue
                 vs = 16
                 ve = n - 9
-                if eqp != NULL and (ve - vs != eqn or memcmp(p + vs, eqp, eqn) != 0):
+                if not _value_passes(&vf, p + vs, ve - vs):
                     continue
-                if lop != NULL:
-                    r = cmp_bytes(p + vs, ve - vs, lop, lon)
-                    if r < 0 or (r == 0 and not lo_incl):
-                        continue
-                if hip != NULL:
-                    r = cmp_bytes(p + vs, ve - vs, hip, hin)
-                    if r > 0 or (r == 0 and not hi_incl):
-                        continue
                 if nf == 1:
                     v1 = _key_field(index, p, n, es, vs, ve, f[0])
                 elif nf > 1:
                     t = tuple([_key_field(index, p, n, es, vs, ve, f[k]) for k in range(nf)])
-                rj = ri
-                while rj < nrows and ids[rj] == e:
+                rj = walk.i
+                while rj < nrows and ids[rj] == ids[walk.i]:
                     row = <tuple>rows[rj]
                     if nf == 0:
                         out.append(row)
