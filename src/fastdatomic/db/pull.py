@@ -410,6 +410,11 @@ def pull_many(db, pattern, eids):
         scan = None
     a = pat.scan_aid
     flat = _flat_specs(pat) if scan is not None else None
+    if flat is not None:
+        # plain attributes only: the maps are built in C (Scan.entity_maps)
+        es = [entid(eid) for eid in eids]
+        got = iter(scan.entity_maps([e for e in es if e is not None], flat, _MISSING))
+        return [None if e is None else next(got) for e in es]
     for eid in eids:
         e = entid(eid)
         if e is None:
@@ -422,20 +427,6 @@ def pull_many(db, pattern, eids):
             else:
                 k = encode_id(e)
                 vals = scan.entity_values(k + encode_id(a), k + encode_id(a + 1))
-        if flat is not None:
-            r = {}
-            for aid, key, many, limit, default in flat:
-                if aid is None:
-                    r[key] = e
-                    continue
-                vs = vals.get(aid)
-                if vs:
-                    r[key] = (vs if limit is None or len(vs) <= limit else vs[:limit]) \
-                        if many else vs[-1]
-                elif default is not _MISSING:
-                    r[key] = default
-            out.append(r or None)
-            continue
         root = frozenset((e,))
         out.append(_pull(db, pat, e, root, None, root, vals))
     return out

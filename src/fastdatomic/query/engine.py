@@ -232,6 +232,8 @@ class Ctx:
                 return Rel(vars_, [])
         if not vars_:
             return Rel(vars_, [() for _ in rel.rows])
+        if rel.vars == tuple(vars_):
+            return rel      # (an input bound alone, no longer needed, was left aside)
         return Rel(vars_, list(map(_getter([rel.vars.index(v) for v in vars_]), rel.rows)))
 
 
