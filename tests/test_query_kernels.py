@@ -5,7 +5,7 @@ import gc
 from hypothesis import given, settings, strategies as st
 
 from fastdatomic._core.idset import IdSet
-from fastdatomic._core.join import hash_join, product, semi_join, group_by, column
+from fastdatomic._core.join import hash_join, product, semi_join, group_by, column, sort_on
 
 vals = st.one_of(st.integers(-3, 6), st.sampled_from(["a", "b", None]))
 rows2 = st.lists(st.tuples(vals, vals), max_size=30)
@@ -84,3 +84,12 @@ def test_group_by_and_column(a, key):
     got = group_by(a, key)
     assert got == want and list(got) == list(want)     # first-seen order
     assert column(a, 1) == [r[1] for r in a]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), st.integers(0, 3)), max_size=60))
+def test_sort_on_is_a_stable_sort_by_the_int(rows):
+    assert sort_on(rows, 0) == sorted(rows, key=lambda r: r[0])
+    ones = [(r[0],) for r in rows]
+    assert sort_on(ones, 0, True) == sorted(set(ones))
+    assert sort_on([(1,), ("x",)], 0) is None

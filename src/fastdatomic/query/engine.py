@@ -25,7 +25,9 @@ from fastdatomic._core.codec import (
     TYPE_KEYWORD, INDEX_EAVT, INDEX_AEVT, INDEX_AVET, encode_value, decode_value as _decode_value,
 )
 from fastdatomic._core.idset import IdSet
-from fastdatomic._core.join import hash_join, merge_join, product, semi_join, group_by, column
+from fastdatomic._core.join import (
+    hash_join, merge_join, product, semi_join, group_by, column, sort_on,
+)
 from fastdatomic._core.scan import Scan
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
@@ -587,14 +589,14 @@ def _pattern_db(ctx, clause, db):
             (plan is not None and plan[0] in ("avet", "vaet") and len(plan[2]) == 1)):
         # one attribute's AEVT, EAVT probed in entity order, or one value's AVET/VAET
         rel.sorted_on = e
-    elif out_vars == [e] and len(rows) > 1:
-        # Entities alone (say, an AVET range): in entity order they join by a walk.
-        ids = IdSet.of_column(rows, 0)
-        if ids is not None:
-            subset_of = rel.subset_of
-            rel = Rel(out_vars, [(x,) for x in ids.sorted()])
+    elif type(e) is Variable and e in out_vars and len(rows) > 1 and ctx.remaining and \
+            any(type(c) is Pattern and e in free_vars(c) for c in ctx.remaining):
+        # Rows out of another index (say, an AVET range): put in entity order (a
+        # radix sort of the same tuples), later patterns on ?e join them by a walk.
+        ordered = sort_on(rows, out_vars.index(e), len(out_vars) == 1)
+        if ordered is not None:
+            rel.rows = ordered
             rel.sorted_on = e
-            rel.subset_of = subset_of
     return rel
 
 
