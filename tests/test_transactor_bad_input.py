@@ -32,8 +32,9 @@ import orjson
 import pytest
 
 import fastdatomic as fd
-from fastdatomic import peer as peer_mod
+from fastdatomic import edn, peer as peer_mod
 from fastdatomic._core.frame import FrameDecoder, encode_frame
+from fastdatomic._core.txwire import TxWire
 from fastdatomic.db import catalog
 from fastdatomic.errors import TxTooLargeError
 from fastdatomic.transactor import protocol as P
@@ -416,7 +417,7 @@ def test_malformed_auth(system, payload, words):
     system.assert_unharmed()
 
 
-@pytest.mark.parametrize("kind", [P.TRANSACT, P.LIST_DBS, P.SUBSCRIBE, 99])
+@pytest.mark.parametrize("kind", [P.TRANSACT, P.TRANSACT_BIN, P.LIST_DBS, P.SUBSCRIBE, 99])
 def test_a_request_before_auth(system, kind):
     c = system.raw()
     c.challenge()
@@ -547,6 +548,71 @@ def test_transact_with_bad_requests_gets_an_error_for_each(system):
     # The well-behaved peer's API reports the same errors, and its connection stays up.
     with pytest.raises(fd.FastDatomicError, match="is not an attribute"):
         system.conn.transact([{":no/such-attr": 1}])
+    system.assert_unharmed()
+
+
+WIRE = TxWire(edn.Form, edn.dumps)
+
+
+def test_malformed_binary_transactions_get_an_error_each(system):
+    # TRANSACT_BIN (binary tx-data, _core.txwire): a payload that does not decode fails
+    # alone, as "malformed TRANSACT_BIN ... at byte N", and the connection stays usable.
+    c = system.authed()
+    head = b"\x01\x00" + bytes([len(DB)]) + DB.encode()
+    good = WIRE.transact_payload(DB, uuid.uuid4(), None, [{":item/n": system.new_n()}])
+    cases = [
+        (b"", "1 bytes needed, 0 left"),
+        (b"\x07" + head[1:] + b"\x0e\x00", "format version 7 is not supported"),
+        (b"\x01\x80" + head[2:] + b"\x0e\x00", "unknown flags 0x80"),
+        (head + b"\x63", "unknown tag 0x63"),
+        (head + b"\x0e\x01" * 5000 + b"\x00", "nesting deeper than"),
+        (head + b"\x0e\xff\xff\xff\xff\x0f", "exceeds the"),
+        (head + b"\x10\x01\x0e\x00\x00", "map key of unhashable type list"),
+        (head + b"\x0e\x01\x06\x02\xc3\x28", "text is not UTF-8"),
+        (head + b"\x0e\x01\x12\x09", "name reference 9"),
+        (head + b"\x0e\x01\x0a" + b"\xff" * 13, "invalid instant"),
+        (head + b"\x0e\x01\x0b\x03NaN", "invalid decimal"),
+        (good[:-1], "truncated"),
+        (good + b"\x00", "1 bytes after the tx-data"),
+        (b"\x01\x01" + head[2:] + b"\xff\xfe", "EDN text is not UTF-8"),
+    ]
+    for i, (payload, words) in enumerate(cases, start=1):
+        c.send(P.TRANSACT_BIN, i, payload)
+        msg = expect_request_error(c, i, "fastdatomic.error/protocol", "malformed TRANSACT_BIN",
+                                   words)
+        assert msg["data"]["reason"] == "txwire" and msg["data"]["outcome"] == "not-committed"
+    # Decoded, but not a transaction: the errors the EDN path gives.
+    bad = [
+        (WIRE.transact_payload_edn(DB, uuid.uuid4(), None, "[{:item/n"), "edn/syntax"),
+        (WIRE.transact_payload(DB, uuid.uuid4(), None, [{":no/such-attr": 1}]),
+         "db.error/not-an-entity"),
+        (WIRE.transact_payload("bad name/with slash", None, None, []), None),
+        (WIRE.transact_payload("no-such-db", None, None, []), "db.error/db-not-found"),
+    ]
+    for i, (payload, kind) in enumerate(bad, start=100):
+        c.send(P.TRANSACT_BIN, i, payload)
+        k, msg = c.reply(i)
+        assert k == P.ERROR and (kind is None or msg["kind"] == kind), msg
+    # Random bytes after a good header: each gets an answer of its own (an empty vector is a
+    # valid, empty transaction), and nothing else happens.
+    rng = random.Random(55)
+    for i in range(200, 400):
+        c.send(P.TRANSACT_BIN, i, head + bytes(rng.randrange(256) for _ in range(rng.randrange(40))))
+        k, msg = c.reply(i)
+        assert k in (P.REPLY, P.ERROR), msg
+    # Well-formed binary and EDN-text requests on the same connection.
+    for i, payload in enumerate([
+            WIRE.transact_payload(DB, uuid.uuid4(), None,
+                                  [{":item/n": (n1 := system.new_n()), ":item/label": "bin"}]),
+            WIRE.transact_payload_edn(DB, uuid.uuid4(), None,
+                                      f'[{{:item/n {(n2 := system.new_n())} :item/label "edn"}}]')],
+            start=500):
+        c.send(P.TRANSACT_BIN, i, payload)
+        k, msg = c.reply(i)
+        assert k == P.REPLY, msg
+        system.acked[n1 if i == 500 else n2] = msg["t"]
+    _still_usable(system, c, 600)
+    c.close()
     system.assert_unharmed()
 
 

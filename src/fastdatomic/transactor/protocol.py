@@ -2,17 +2,19 @@
 
 Every message is one frame (``_core.frame``: magic, version, kind, request id, length).
 Control payloads are orjson objects; novelty payloads are binary (the log record bytes
-exactly as stored, so a peer applies the same bytes the log holds).
+exactly as stored, so a peer applies the same bytes the log holds); transactions travel
+as TRANSACT_BIN, tx-data in the binary encoding of ``_core.txwire`` (EDN text when a
+value has no binary form).
 
 The conversation::
 
     transactor                                  peer
     CHALLENGE {nonce, epoch}            ──►
-                                        ◄──     AUTH {cnonce, mac = HMAC(secret, "peer" nonce cnonce)}
-    WELCOME {mac = HMAC(secret, "transactor" cnonce nonce), epoch}  ──►   (peer checks it)
-                                        ◄──     SUBSCRIBE / TRANSACT / CREATE_DB / ... (req_id n)
+                                        ◄──     AUTH {cnonce, mac = HMAC(secret, "peer" nonce cnonce), acks}
+    WELCOME {mac = HMAC(secret, "transactor" cnonce nonce), epoch, tx_wire}  ──►   (peer checks it)
+                                        ◄──     SUBSCRIBE / TRANSACT_BIN / CREATE_DB / ... (req_id n)
     NOVELTY(db, log record) ...         ──►     (to every subscriber, in t order)
-    REPLY(req_id n) or ERROR(req_id n)  ──►
+    REPLY(req_id n) or ERROR(req_id n)  ──►     (or, for transactions, one ACKS per group commit)
 
 The secret lives only in storage (the lease record, ARCHITECTURE §4.10) and never crosses
 the wire: only holders of storage can compute the MACs, in both directions.
@@ -33,9 +35,11 @@ import struct
 import orjson
 
 __all__ = [
-    "CHALLENGE", "AUTH", "WELCOME", "ERROR", "REPLY", "TRANSACT", "SUBSCRIBE", "UNSUBSCRIBE",
+    "CHALLENGE", "AUTH", "WELCOME", "ERROR", "REPLY", "ACKS", "TRANSACT", "TRANSACT_BIN", "SUBSCRIBE",
+    "UNSUBSCRIBE",
     "NOVELTY", "INDEXED", "CREATE_DB", "DELETE_DB", "LIST_DBS", "STATUS", "DB_GONE",
     "peer_mac", "transactor_mac", "dumps", "loads", "novelty_payload", "parse_novelty",
+    "acks_payload", "parse_acks",
     "error_payload", "KIND_NAMES",
 ]
 
@@ -46,8 +50,14 @@ WELCOME = 3        # transactor -> peer: authenticated {mac, epoch, max_frame_by
 ERROR = 4          # transactor -> peer: a request failed (req_id) or the connection is closed (0):
                    # {kind, message, hint, data, data_edn (data with its keywords), class}
 REPLY = 5          # transactor -> peer: a request succeeded (req_id)
+ACKS = 6           # transactor -> peer (req_id 0): the transactions of one group commit that
+                   # succeeded, [[req_id, t, tempids, duplicate], ...], after their novelty;
+                   # sent instead of one REPLY each to peers whose AUTH says {"acks": 1}
 TRANSACT = 10      # {db, tx: EDN text, tx_id: uuid, db_id?}    -> REPLY {t, tempids, duplicate}
                    # (db_id: the database the peer connected to; a re-created namesake refuses)
+TRANSACT_BIN = 16  # binary (``_core.txwire``): db, tx_id, db_id, then tx-data as a binary value
+                   # or EDN text (flag)                      -> REPLY as TRANSACT
+                   # (peers send it when WELCOME says ``tx_wire``: the format version)
 SUBSCRIBE = 11     # {db, from_t}: novelty after from_t, then live -> REPLY {basis_t, db_id}
 UNSUBSCRIBE = 12   # {db}
 NOVELTY = 13       # binary: u16 name length, name, log record
@@ -118,14 +128,49 @@ def novelty_payload(name: str, record: bytes) -> bytes:
     >>> parse_novelty(novelty_payload("people", b"rec"))
     ('people', b'rec')
     """
-    raw = name.encode()
-    return _U16.pack(len(raw)) + raw + record
+    prefix = _NOVELTY_PREFIX.get(name)
+    if prefix is None:
+        raw = name.encode()
+        prefix = _U16.pack(len(raw)) + raw
+        if len(_NOVELTY_PREFIX) < 10_000:
+            _NOVELTY_PREFIX[name] = prefix
+    return prefix + record
+
+
+_NOVELTY_PREFIX: dict[str, bytes] = {}
 
 
 def parse_novelty(payload: bytes) -> tuple[str, bytes]:
     """``(db name, log record)`` of a NOVELTY payload."""
     (n,) = _U16.unpack_from(payload, 0)
     return payload[2:2 + n].decode(), payload[2 + n:]
+
+
+def acks_payload(acks: list) -> bytes:
+    """The ACKS payload: ``[[req_id, t, tempids, duplicate], ...]`` (tempid keys as text).
+
+    >>> parse_acks(acks_payload([[7, 1001, {"datomic.tx": 13194139534313}, False]]))
+    [[7, 1001, {'datomic.tx': 13194139534313}, False]]
+    """
+    return orjson.dumps(acks, option=orjson.OPT_NON_STR_KEYS, default=str)
+
+
+def parse_acks(payload: bytes) -> list:
+    """The acknowledgements of an ACKS payload; ``ProtocolError`` if it is not one.
+
+    >>> parse_acks(b'{"t": 1}')
+    Traceback (most recent call last):
+    ...
+    fastdatomic.errors.ProtocolError: ACKS payload is not a list of [req_id, t, tempids, duplicate]
+    """
+    from fastdatomic.errors import ProtocolError
+    try:
+        acks = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        acks = None
+    if type(acks) is not list or (acks and (type(acks[0]) is not list or len(acks[0]) != 4)):
+        raise ProtocolError("ACKS payload is not a list of [req_id, t, tempids, duplicate]")
+    return acks
 
 
 def error_payload(err: BaseException) -> bytes:

@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fastdatomic import edn
 from fastdatomic._core.frame import FrameDecoder, encode_frame, encode_frames
+from fastdatomic._core.txwire import (EDN as TXWIRE_EDN, FORMAT_VERSION as TXWIRE_VERSION,
+                                      FRESH_TX_ID, TxWire)
 from fastdatomic.db import catalog
 from fastdatomic.errors import (
     AuthenticationError, FastDatomicError, InvalidTxDataError, ProtocolError,
@@ -69,6 +71,7 @@ class PeerSession(asyncio.Protocol):
         self.closed = False
         self.name = "?"
         self.auth_timer = None
+        self.acks = False       # the peer takes a group commit's acks in one ACKS frame
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -192,6 +195,7 @@ class PeerSession(asyncio.Protocol):
                                           "storage's current secret"))
             return
         self.authed = True
+        self.acks = msg.get("acks") == 1
         self.auth_timer.cancel()
         self.server.sessions.add(self)
         self.server.metrics.remote_peers.set(sum(1 for s in self.server.sessions if s.authed))
@@ -199,7 +203,8 @@ class PeerSession(asyncio.Protocol):
             "mac": P.transactor_mac(self.server.lease.secret, cnonce, self.nonce),
             "epoch": self.server.lease.epoch,
             # Peers refuse larger requests themselves, with a clear error, before sending.
-            "max_frame_bytes": self.server.config.max_frame_bytes}))
+            "max_frame_bytes": self.server.config.max_frame_bytes,
+            "tx_wire": TXWIRE_VERSION}))
 
 
 def _need_db(msg, what):
@@ -229,8 +234,11 @@ class Transactor:
         self.pipeline = None
         self.exit_code = 0
         self.uri = None
+        self.txwire = TxWire(edn.Form, edn.dumps)
+        self.names_ok: set[str] = set()     # database names already checked (TRANSACT_BIN)
         self.handlers = {
-            P.TRANSACT: self.on_transact, P.SUBSCRIBE: self.on_subscribe,
+            P.TRANSACT: self.on_transact, P.TRANSACT_BIN: self.on_transact_bin,
+            P.SUBSCRIBE: self.on_subscribe,
             P.UNSUBSCRIBE: self.on_unsubscribe, P.CREATE_DB: self.on_create,
             P.DELETE_DB: self.on_delete, P.LIST_DBS: self.on_list, P.STATUS: self.on_status,
         }
@@ -432,9 +440,22 @@ class Transactor:
         db_id = msg.get("db_id")
         if db_id is not None and not isinstance(db_id, str):
             raise InvalidTxDataError(f"db_id {db_id!r} is not a database id")
-        # Byte strings have no EDN form: the peer writes them as #fastdatomic/bytes.
-        tx_data = edn.loads(text, tags=edn.BYTES_TAGS if "#" + edn.BYTES_TAG in text else None)
-        req = TxRequest("tx", name, tx_data, tx_id, (session, req_id), len(payload), db_id=db_id)
+        req = TxRequest("tx", name, _read_edn(text), tx_id, (session, req_id), len(payload),
+                        db_id=db_id)
+        self._queue_tx(req)
+
+    def on_transact_bin(self, session, req_id, payload):
+        name, tx_id, db_id, tx_data, flags = self.txwire.decode_transact(payload)
+        if name not in self.names_ok:
+            catalog.check_name(name)
+            if len(self.names_ok) < 10_000:
+                self.names_ok.add(name)
+        if flags & TXWIRE_EDN:
+            tx_data = _read_edn(tx_data)
+        self._queue_tx(TxRequest("tx", name, tx_data, tx_id, (session, req_id), len(payload),
+                                 db_id=db_id, fresh_id=bool(flags & FRESH_TX_ID)))
+
+    def _queue_tx(self, req):
         if self.incoming is not None:
             self.incoming.append(req)      # submitted when this socket read is done
         else:
@@ -513,6 +534,7 @@ class Transactor:
             msg = P.dumps({"db": name, "index_basis_t": event[1]})
             for s in subs:
                 per_session.setdefault(s, []).append((P.INDEXED, 0, msg))
+        acks: dict[PeerSession, list] = {}
         for o in outcomes:
             req = o.request
             if req.op == "create" and o.error is None:
@@ -524,6 +546,10 @@ class Transactor:
             session, req_id = req.reply
             if session.closed:
                 continue
+            if o.error is None and session.acks and req.op == "tx":
+                r = o.result
+                acks.setdefault(session, []).append([req_id, r["t"], r["tempids"], r["duplicate"]])
+                continue
             try:
                 if o.error is not None:
                     item = (P.ERROR, req_id, _error_bytes(o.error))
@@ -534,8 +560,22 @@ class Transactor:
                 log.exception("cannot encode the answer to request %d of %s", req_id, session.name)
                 item = (P.ERROR, req_id, P.error_payload(e))
             per_session.setdefault(session, []).append(item)
+        for session, items in acks.items():
+            try:
+                payload = P.acks_payload(items)
+            except Exception as e:
+                log.exception("cannot encode %d acks to %s", len(items), session.name)
+                err = P.error_payload(e)
+                per_session.setdefault(session, []).extend((P.ERROR, a[0], err) for a in items)
+                continue
+            per_session.setdefault(session, []).append((P.ACKS, 0, payload))
         for s, items in per_session.items():
             s.send_many(items)
+
+
+def _read_edn(text: str):
+    # Byte strings have no EDN form: the peer writes them as #fastdatomic/bytes.
+    return edn.loads(text, tags=edn.BYTES_TAGS if "#" + edn.BYTES_TAG in text else None)
 
 
 def _error_bytes(err: BaseException) -> bytes:
