@@ -10,8 +10,12 @@ Each pyperf worker starts its own transactor subprocess on a fresh LMDB data-dir
 - ``peer_connect_10m``: ``fastdatomic.connect`` to the cached 10M-datom database
   (bench/_data.py) through its transactor: read the root, replay the log tail, subscribe.
 
-Run: ``python bench/bench_network.py -o bench/results/network.json`` (``--fast`` to iterate),
-and ``python bench/bench_network.py --latency`` for p50/p99 of single sequential transactions.
+Run: ``python bench/bench_network.py -o bench/results/network.json`` (``--fast`` to iterate;
+``--only tx_inflight_64,bulk`` runs the benchmarks whose names contain one of the words),
+``python bench/bench_network.py --latency`` for p50/p99 of single sequential transactions, and
+``python bench/bench_network.py --cpu`` for CPU time per transaction in the peer and in the
+transactor process (``time.process_time`` and ``/proc/<pid>/stat``): on a shared machine that
+is the figure to compare between two versions, wall-clock throughput moves with the load.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ def _system():
         d = tempfile.mkdtemp(prefix="fd-bench-net-")
         atexit.register(shutil.rmtree, d, True)
         atexit.register(stop_all)
-        start_transactor(d, lmdb_map_size="1g", memory_index_threshold="32m",
-                         memory_index_max="512m")
+        _state["tx"] = start_transactor(d, lmdb_map_size="1g", memory_index_threshold="32m",
+                                        memory_index_max="512m")
         uri = f"fastdatomic:dev://{d}/data/bench"
         fd.create_database(uri)
         conn = fd.connect(uri)
@@ -121,9 +125,42 @@ def latency(n=2000):
           f"p99 {lat[int(n * 0.99)] * 1e3:.3f} ms, max {lat[-1] * 1e3:.3f} ms")
 
 
+def _cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu(rounds=3):
+    """Wall and CPU time per transaction in the peer and the transactor, per scenario."""
+    conn = _system()
+    pid = _state["tx"].pid
+    run_inflight(2000, 64)                       # warm up both processes
+    scenarios = [(f"tx_inflight_{n}", lambda n=n: run_inflight(4000 if n > 1 else 1000, n),
+                  4000 if n > 1 else 1000, "tx") for n in (1, 8, 64, 256)]
+    scenarios.append(("bulk_import", lambda: run_bulk(60_000), 60_000, "datom"))
+    print(f"{'scenario':<16}{'wall':>12}{'peer CPU':>14}{'transactor CPU':>18}   (per unit, best of {rounds})")
+    for name, fn, units, unit in scenarios:
+        best = None
+        for _ in range(rounds):
+            c0, p0 = _cpu_seconds(pid), time.process_time()
+            t0 = time.perf_counter()
+            fn()
+            wall = time.perf_counter() - t0
+            got = (wall / units, (time.process_time() - p0) / units, (_cpu_seconds(pid) - c0) / units)
+            best = got if best is None or got[0] < best[0] else best
+        w, p, t = (x * 1e6 for x in best)
+        print(f"{name:<16}{w:>9.2f} µs{p:>11.2f} µs{t:>15.2f} µs   per {unit} "
+              f"({1e6 / w:,.0f} {unit}/s)")
+    del conn
+
+
 def _add_args(cmd, args):
     if args.connect:
         cmd.append("--connect")    # pyperf workers do not inherit the environment
+    if args.only:
+        cmd.extend(["--only", args.only])
 
 
 def main():
@@ -131,14 +168,27 @@ def main():
         latency()
         stop_all()
         return
+    if "--cpu" in sys.argv:
+        cpu()
+        stop_all()
+        return
     import pyperf
     runner = pyperf.Runner(processes=4, values=3, warmups=1, add_cmdline_args=_add_args)
     runner.argparser.add_argument("--connect", action="store_true",
                                   help="also time peer connect to the cached 10M-datom database")
+    runner.argparser.add_argument("--only", default="",
+                                  help="comma-separated words: run only the benchmarks whose "
+                                       "names contain one, e.g. tx_inflight_64,bulk")
     args = runner.parse_args()
+    words = [w for w in args.only.split(",") if w]
+
+    def wanted(name):
+        return not words or any(w in name for w in words)
     for inflight in (1, 8, 64, 256):
-        runner.bench_time_func(f"tx_inflight_{inflight}", run_inflight, inflight, inner_loops=1)
-    runner.bench_time_func("bulk_import_per_datom", run_bulk)
+        if wanted(f"tx_inflight_{inflight}"):
+            runner.bench_time_func(f"tx_inflight_{inflight}", run_inflight, inflight, inner_loops=1)
+    if wanted("bulk_import_per_datom"):
+        runner.bench_time_func("bulk_import_per_datom", run_bulk)
     if args.connect:
         runner.bench_time_func("peer_connect_10m", run_connect)
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import queue
 import threading
 import uuid as uuid_mod
+from _thread import allocate_lock as _allocate_lock
+from concurrent.futures._base import (CANCELLED as _CANCELLED, CANCELLED_AND_NOTIFIED as
+                                      _CANCELLED_AND_NOTIFIED, FINISHED as _FINISHED,
+                                      PENDING as _PENDING, RUNNING as _RUNNING)
 
 from fastdatomic._core.logrec import decode_log
 from fastdatomic._core.codec import INDEX_EAVT, decode_key
@@ -24,6 +29,8 @@ from fastdatomic.errors import InvalidTxDataError, DatabaseNotFoundError, Transa
 from fastdatomic.ids import tx_to_t
 
 __all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
+
+_futures_log = logging.getLogger("concurrent.futures")
 
 
 class TxReportQueue(queue.Queue):
@@ -59,12 +66,149 @@ class TxReportQueue(queue.Queue):
 class TxFuture(concurrent.futures.Future):
     """A future of a ``TxReport``: ``.result(timeout)`` blocks, ``await`` works in asyncio.
 
+    A ``concurrent.futures.Future`` in every respect (``add_done_callback``,
+    ``concurrent.futures.wait`` and ``as_completed``, ``asyncio.wrap_future``), made for
+    one per transaction: a ``threading.Condition`` (a Python object of its own) per
+    future cost more than the rest of a small transaction's trip through the peer, so
+    state changes take one C lock and waiters wait on a second one (a latch, released
+    once when the future is done); the ``_condition`` the stdlib helpers use is made on
+    first use, around the same lock.
+
     >>> import asyncio
     >>> async def main():
     ...     return (await conn.transact_async([{":person/name": "Awaited"}])).t > 0
     >>> asyncio.run(main())
     True
+    >>> f = TxFuture(); f.set_running_or_notify_cancel(); f.set_result(3)
+    True
+    >>> f.result(), f.done(), concurrent.futures.wait([f]).done == {f}
+    (3, True, True)
     """
+
+    def __init__(self):    # the base's state, without its Condition
+        self._lock = _allocate_lock()
+        self._latch = _allocate_lock()
+        self._latch.acquire()
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        # _waiters (stdlib wait/as_completed) and _done_callbacks are made when first used.
+
+    @property
+    def _condition(self):
+        # For the stdlib's wait()/as_completed() and the base class's __repr__: they lock
+        # it and register waiters, which set_result/set_exception tell under that lock.
+        cond = self.__dict__.get("_cond")
+        if cond is None:
+            cond = self.__dict__.setdefault("_cond", threading.Condition(self._lock))
+        return cond
+
+    @property
+    def _waiters(self):
+        waiters = self.__dict__.get("_wl")
+        return waiters if waiters is not None else self.__dict__.setdefault("_wl", [])
+
+    @property
+    def _done_callbacks(self):
+        callbacks = self.__dict__.get("_cbs")
+        return callbacks if callbacks is not None else self.__dict__.setdefault("_cbs", [])
+
+    def _invoke_callbacks(self):
+        for callback in self.__dict__.get("_cbs", ()):
+            try:
+                callback(self)
+            except Exception:
+                _futures_log.exception("exception calling callback for %r", self)
+
+    def cancel(self):
+        with self._lock:
+            state = self._state
+            if state == _RUNNING or state == _FINISHED:
+                return False
+            if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+                return True
+            self._state = _CANCELLED
+        self._latch.release()
+        self._invoke_callbacks()
+        return True
+
+    def cancelled(self):
+        return self._state == _CANCELLED or self._state == _CANCELLED_AND_NOTIFIED
+
+    def running(self):
+        return self._state == _RUNNING
+
+    def done(self):
+        s = self._state
+        return s == _FINISHED or s == _CANCELLED or s == _CANCELLED_AND_NOTIFIED
+
+    def add_done_callback(self, fn):
+        with self._lock:
+            if not self.done():
+                self._done_callbacks.append(fn)
+                return
+        try:
+            fn(self)
+        except Exception:
+            _futures_log.exception("exception calling callback for %r", self)
+
+    def _wait(self, timeout):
+        if not self.done():
+            if self._latch.acquire(True, -1 if timeout is None else max(timeout, 0)):
+                self._latch.release()    # let the other waiters through
+        state = self._state
+        if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+            raise concurrent.futures.CancelledError()
+        if state != _FINISHED:
+            raise concurrent.futures.TimeoutError()
+
+    def result(self, timeout=None):
+        self._wait(timeout)
+        if self._exception is not None:
+            try:
+                raise self._exception
+            finally:
+                self = None      # no reference cycle through the traceback
+        return self._result
+
+    def exception(self, timeout=None):
+        self._wait(timeout)
+        return self._exception
+
+    def set_running_or_notify_cancel(self):
+        with self._lock:
+            if self._state == _CANCELLED:
+                self._state = _CANCELLED_AND_NOTIFIED
+                for waiter in self.__dict__.get("_wl", ()):
+                    waiter.add_cancelled(self)
+                return False
+            if self._state == _PENDING:
+                self._state = _RUNNING
+                return True
+        raise RuntimeError(f"Future in unexpected state: {self!r}")
+
+    def _finish(self, result, exception):
+        with self._lock:
+            state = self._state
+            if state != _FINISHED and state != _CANCELLED and state != _CANCELLED_AND_NOTIFIED:
+                self._result, self._exception = result, exception
+                self._state = _FINISHED
+                for waiter in self.__dict__.get("_wl", ()):
+                    if exception is None:
+                        waiter.add_result(self)
+                    else:
+                        waiter.add_exception(self)
+        if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+            raise concurrent.futures.InvalidStateError(f"{state}: {self!r}")
+        self._latch.release()
+        if "_cbs" in self.__dict__:
+            self._invoke_callbacks()
+
+    def set_result(self, result):
+        self._finish(result, None)
+
+    def set_exception(self, exception):
+        self._finish(None, exception)
 
     def __await__(self):
         return asyncio.wrap_future(self).__await__()

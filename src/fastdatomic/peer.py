@@ -7,7 +7,10 @@ segments and the log it reads **straight from storage** (the LMDB environment), 
 LRU cache bounded by ``object-cache-max``. Queries run here, never in the transactor.
 
 One background thread runs a uvloop event loop with one connection to the transactor,
-shared by every database this process uses. When the transactor goes away the peer keeps
+shared by every database this process uses. User threads hand it requests through a deque,
+waking it once per batch rather than once per request; transactions go as TRANSACT_BIN
+(tx-data in the binary encoding of ``_core.txwire``) and come back as one ACKS frame per
+group commit, after their novelty. When the transactor goes away the peer keeps
 answering ``db()`` from its last value, watches the lease, and reconnects to whichever
 transactor becomes active (ARCHITECTURE §4.6–4.8), with no action from application code.
 """
@@ -15,6 +18,7 @@ transactor becomes active (ARCHITECTURE §4.6–4.8), with no action from applic
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import concurrent.futures
 import logging
@@ -27,6 +31,7 @@ from operator import itemgetter
 from fastdatomic import edn
 from fastdatomic._core.frame import FrameDecoder, encode_frame, encode_frames
 from fastdatomic._core.logrec import decode_log
+from fastdatomic._core.txwire import EDN as _EDN, FORMAT_VERSION as _TX_WIRE_VERSION, TxWire
 from fastdatomic._core.txcore import uuid4 as _uuid4
 from fastdatomic.connection import TxFuture, TxReportQueue, _ConnectionCommon, _check_tx_id
 from fastdatomic.db import catalog
@@ -46,6 +51,9 @@ RECENT_REPORTS = 4096          # (db_before, db_after, keys) kept per database f
 LEASE_POLL = 0.02              # s between lease reads while looking for an active transactor
 CONNECT_WAIT = 30.0            # s a request waits for a transactor before failing (not committed)
 MAX_FRAME = 1 << 30
+
+# tx-data in binary (TRANSACT_BIN); EDN's list type and name check keep it EDN's twin.
+_TXWIRE = TxWire(edn.Form, edn.dumps)
 
 _ERRORS_BY_KIND = {}
 for _name in dir(E):
@@ -79,7 +87,7 @@ def _too_large(kind, nbytes, limit) -> Exception:
     """The error for a request larger than the transactor's ``max-frame-bytes`` (never sent)."""
     data = {"outcome": "not-committed", "bytes": nbytes, "max_frame_bytes": limit}
     what = P.KIND_NAMES.get(kind, kind)
-    if kind == P.TRANSACT:
+    if kind in (P.TRANSACT, P.TRANSACT_BIN):
         return E.TxTooLargeError(
             f"transaction of {nbytes} bytes (its {what} request) exceeds the transactor's "
             f"max-frame-bytes {limit}: it was not sent (definitely not committed)", data=data,
@@ -170,6 +178,80 @@ class _PeerTxReport(TxReport):
         return data
 
 
+class _Request:
+    """One request from a user thread, from the outbox deque until its answer; the answer
+    (or error) resolves ``fut``, a ``concurrent.futures.Future`` the caller may cancel
+    until it is sent. The request lets go of ``fut`` once it resolved it."""
+
+    __slots__ = ("kind", "msg", "fut", "deadline")
+
+    def __init__(self, kind, msg, fut, deadline):
+        self.kind, self.msg, self.fut, self.deadline = kind, msg, fut, deadline
+
+    def take(self) -> bool:
+        """Claim it for sending (loop thread); False if the caller gave up first."""
+        return self.fut.set_running_or_notify_cancel()
+
+    def gone(self) -> bool:
+        return self.fut is None or self.fut.done()
+
+    def answer(self, reply: dict):
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    def acked(self, t, tempids, duplicate):
+        """The answer of a transaction, from an ACKS frame."""
+        self.answer({"t": t, "tempids": tempids, "duplicate": duplicate})
+
+    def fail(self, err: BaseException):
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_exception(err)
+
+
+class _TxRequest(_Request):
+    """A transaction: its answer becomes the ``TxReport`` of ``fut`` (a ``TxFuture``, running
+    from the start so that ``cancel()`` says False); ``cancel()`` here takes it back while
+    it is not yet sent (``transact``'s timeout). The future refers to the request
+    (``fut.request``), not the other way round once it is resolved: no reference cycle
+    per transaction for the garbage collector to find."""
+
+    __slots__ = ("conn", "tx_id", "unsent")
+
+    def __init__(self, payload, fut, deadline, conn, tx_id, unsent):
+        self.kind, self.msg, self.fut, self.deadline = P.TRANSACT_BIN, payload, fut, deadline
+        self.conn, self.tx_id = conn, tx_id
+        self.unsent = unsent        # the system's unsent requests: one pop claims this one
+        unsent[self] = None
+
+    def take(self) -> bool:
+        # dict.pop is atomic under the GIL: the sender and cancel() cannot both win.
+        return self.unsent.pop(self, True) is None
+
+    def cancel(self) -> bool:
+        """Take the transaction back if it was not sent yet (it then never is)."""
+        return self.take()
+
+    def gone(self) -> bool:
+        return self not in self.unsent
+
+    def answer(self, reply: dict):
+        self.acked(reply["t"], reply.get("tempids", {}), reply.get("duplicate"))
+
+    def acked(self, t, tempids, duplicate):
+        fut, self.fut = self.fut, None
+        if fut is None:
+            return
+        try:
+            report = self.conn._report(t, tempids, duplicate, self.tx_id)
+        except BaseException as e:
+            fut.set_exception(e)
+            return
+        if not fut.done():
+            fut.set_result(report)
+
+
 def _datoms(keys):
     from fastdatomic._core.codec import INDEX_EAVT, decode_key
     return [decode_key(INDEX_EAVT, k) for k in keys]
@@ -186,6 +268,7 @@ class _Client(asyncio.Protocol):
         self.handshake = asyncio.get_running_loop().create_future()
         self.lost = asyncio.get_running_loop().create_future()
         self.max_frame_bytes = None      # the transactor's, from WELCOME
+        self.tx_wire = None              # the transactor's TRANSACT_BIN version, from WELCOME
 
     def connection_made(self, transport):
         self.transport = transport
@@ -243,8 +326,11 @@ class PeerSystem:
         self.storage = open_storage("dev", path=self.data_dir)
         self.segs = SegmentStore(self.storage, object_cache_max)
         self.dbs: dict[str, _PeerDb] = {}
-        self.pending: dict[int, tuple] = {}      # req_id -> (future, kind), sent
-        self.waiting: list[tuple] = []           # (kind, msg, future, deadline), not yet sent
+        self.pending: dict[int, _Request] = {}   # req_id -> request, sent
+        self.waiting: list[_Request] = []        # not yet sent: no transactor connected
+        self.outq = collections.deque()          # from user threads, for the loop thread
+        self.unsent: dict = {}                   # transactions not yet sent (or cancelled)
+        self.wake_pending = False                # a _drain is scheduled on the loop
         self.next_req = 1
         self.client: _Client | None = None
         self.epoch = None
@@ -355,12 +441,14 @@ class PeerSystem:
         cnonce = secrets.token_bytes(16)
         client.handshake = asyncio.get_running_loop().create_future()
         client.send(P.AUTH, 0, P.dumps({"cnonce": cnonce.hex(), "pid": os.getpid(),
-                                        "mac": P.peer_mac(lease["secret"], nonce, cnonce)}))
+                                        "mac": P.peer_mac(lease["secret"], nonce, cnonce),
+                                        "acks": 1}))
         welcome = await client.handshake
         if welcome.get("mac") != P.transactor_mac(lease["secret"], cnonce, nonce):
             raise E.AuthenticationError("the transactor could not prove it holds the storage secret")
         limit = welcome.get("max_frame_bytes")
         client.max_frame_bytes = limit if isinstance(limit, int) and limit > 0 else None
+        client.tx_wire = welcome.get("tx_wire")
 
     def _on_novelty(self, payloads):
         """Apply NOVELTY payloads (in stream order), one lock per run of one database."""
@@ -370,13 +458,19 @@ class PeerSystem:
                 pdb.apply([rec for _, rec in run])
 
     def _on_frame(self, client, kind, req_id, payload):
-        if kind in (P.REPLY, P.ERROR) and req_id:
-            entry = self.pending.pop(req_id, None)
-            if entry is not None and not entry[0].done():
+        if kind == P.ACKS:
+            pending = self.pending
+            for rid, t, tempids, duplicate in P.parse_acks(payload):
+                req = pending.pop(rid, None)
+                if req is not None:
+                    req.acked(t, tempids, duplicate)
+        elif kind in (P.REPLY, P.ERROR) and req_id:
+            req = self.pending.pop(req_id, None)
+            if req is not None:
                 if kind == P.REPLY:
-                    entry[0].set_result(P.loads(payload, "REPLY"))
+                    req.answer(P.loads(payload, "REPLY"))
                 else:
-                    entry[0].set_exception(_error_from(payload))
+                    req.fail(_error_from(payload))
         elif kind == P.INDEXED:
             msg = P.loads(payload, "INDEXED")
             pdb = self.dbs.get(msg.get("db"))
@@ -398,38 +492,78 @@ class PeerSystem:
             log.warning("transactor closed the connection: %s", err)
 
     def _send_request(self, kind, msg, fut=None):
-        """Send a request on the loop thread; its reply resolves ``fut``."""
-        fut = fut or concurrent.futures.Future()
-        if self.client is None:
-            fut.set_exception(E.TransactorUnavailableError(
+        """Send a request now (loop thread); its reply resolves ``fut``."""
+        req = _Request(kind, msg, fut or concurrent.futures.Future(), 0.0)
+        self._send(req)
+        return req.fut
+
+    def _send(self, req):
+        """Send ``req`` on the current connection (loop thread), or fail it as not sent."""
+        client = self.client
+        if not req.take():
+            return              # the caller gave up before it was sent: never send it
+        if client is None:
+            req.fail(E.TransactorUnavailableError(
                 "no transactor connection: the request was not sent",
                 data={"outcome": "not-committed"}))
-            return fut
-        payload = P.dumps(msg)
-        limit = self.client.max_frame_bytes
+            return
+        kind, msg = req.kind, req.msg
+        if kind == P.TRANSACT_BIN and client.tx_wire != _TX_WIRE_VERSION:
+            kind, msg = P.TRANSACT, _legacy_transact(msg)     # a transactor of before TRANSACT_BIN
+        try:
+            payload = msg if type(msg) is bytes else P.dumps(msg)
+        except TypeError as e:
+            req.fail(E.InvalidTxDataError(f"request cannot be sent: {e}",
+                                          data={"outcome": "not-committed"}))
+            return
+        limit = client.max_frame_bytes
         if limit is not None and len(payload) > limit:
             # The transactor would refuse the frame and drop the connection (failing every
             # other request in flight): refuse it here, before sending, and say why.
-            fut.set_exception(_too_large(kind, len(payload), limit))
-            return fut
-        if not fut.set_running_or_notify_cancel():
-            return fut          # the caller gave up before it was sent: never send it
+            req.fail(_too_large(kind, len(payload), limit))
+            return
         req_id = self.next_req
-        self.next_req = (self.next_req % 0xFFFFFFFE) + 1
-        self.pending[req_id] = (fut, kind)
-        self.client.queue(kind, req_id, payload)
-        return fut
+        self.next_req = (req_id % 0xFFFFFFFE) + 1
+        self.pending[req_id] = req
+        client.queue(kind, req_id, payload)
 
     def _fail_pending(self):
         pending, self.pending = self.pending, {}
-        for fut, kind in pending.values():
-            if not fut.done():
-                fut.set_exception(E.TransactorUnavailableError(
-                    "the connection to the transactor was lost before the answer: the outcome is "
-                    "unknown; retry with the same tx_id (idempotent) or ask tx_outcome",
-                    data={"outcome": "unknown"}))
+        for req in pending.values():
+            req.fail(E.TransactorUnavailableError(
+                "the connection to the transactor was lost before the answer: the outcome is "
+                "unknown; retry with the same tx_id (idempotent) or ask tx_outcome",
+                data={"outcome": "unknown"}))
 
     # --- called from user threads ----------------------------------------------------------
+
+    def _submit(self, req: "_Request"):
+        """Queue ``req`` for the loop thread (any thread; never blocks).
+
+        Requests wait in a deque; the loop is woken once for all that arrive before it
+        drains them, not once per request (a wake-up is a system call and a thread switch).
+        """
+        self.outq.append(req)
+        if not self.wake_pending:
+            self.wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:            # the loop is closed: this system was shut down
+                if req.take():
+                    req.fail(E.TransactorUnavailableError(
+                        "this peer system is closed: the request was not sent (definitely not "
+                        "committed)", data={"outcome": "not-committed"}))
+
+    def _drain(self):
+        # Cleared first: a request queued from now on schedules another drain.
+        self.wake_pending = False
+        q = self.outq
+        while q:
+            req = q.popleft()
+            if self.client is not None:
+                self._send(req)
+            else:
+                self.waiting.append(req)
 
     def request(self, kind, msg, timeout=None) -> concurrent.futures.Future:
         """Send ``msg`` to the active transactor; never blocks the caller.
@@ -439,30 +573,23 @@ class PeerSystem:
         """
         fut = concurrent.futures.Future()
         deadline = time.monotonic() + (CONNECT_WAIT if timeout is None else timeout)
-        self.loop.call_soon_threadsafe(self._send_or_wait, kind, msg, fut, deadline)
+        self._submit(_Request(kind, msg, fut, deadline))
         return fut
-
-    def _send_or_wait(self, kind, msg, fut, deadline):
-        if self.client is not None:
-            self._send_request(kind, msg, fut)
-        else:
-            self.waiting.append((kind, msg, fut, deadline))
 
     def _flush_waiting(self):
         """On connect: send what waited; otherwise fail what waited too long."""
         waiting, self.waiting = self.waiting, []
         now = time.monotonic()
-        for kind, msg, fut, deadline in waiting:
-            if fut.done():
-                continue
+        for req in waiting:
             if self.client is not None:
-                self._send_request(kind, msg, fut)
-            elif now >= deadline:
-                fut.set_exception(E.TransactorUnavailableError(
-                    "no active transactor reachable: the request was not sent (definitely not "
-                    "committed)", data={"outcome": "not-committed"}))
-            else:
-                self.waiting.append((kind, msg, fut, deadline))
+                self._send(req)
+            elif now >= req.deadline:
+                if req.take():
+                    req.fail(E.TransactorUnavailableError(
+                        "no active transactor reachable: the request was not sent (definitely "
+                        "not committed)", data={"outcome": "not-committed"}))
+            elif not req.gone():
+                self.waiting.append(req)
 
     def call(self, kind, msg, timeout=30.0) -> dict:
         return self.request(kind, msg, timeout).result(timeout)
@@ -513,6 +640,37 @@ def peer_system(data_dir: str, object_cache_max: int = DEFAULT_OBJECT_CACHE) -> 
         if system is None or system.closed:
             system = _systems[key] = PeerSystem(key, object_cache_max)
         return system
+
+
+def _legacy_transact(payload: bytes) -> dict:
+    """A TRANSACT_BIN payload as the JSON TRANSACT request of earlier transactors."""
+    db, tx_id, db_id, tx_data, flags = _TXWIRE.decode_transact(payload)
+    text = tx_data if flags & _EDN else edn.dumps(tx_data, default=edn.tagged_bytes)
+    msg = {"db": db, "tx": text}
+    if tx_id is not None:
+        msg["tx_id"] = str(tx_id)
+    if db_id is not None:
+        msg["db_id"] = db_id
+    return msg
+
+
+def _transact_payload(name, tx_id, db_id, tx_data, fresh=False) -> bytes:
+    """The TRANSACT_BIN payload of ``tx_data``: binary, else (a value with no binary form,
+    or EDN text given by the caller) its EDN text. ``TypeError``/``ValueError`` when
+    neither can carry it. ``fresh``: ``tx_id`` was made for this request.
+
+    >>> import uuid
+    >>> len(_transact_payload("db", uuid.UUID(int=1), None, [{":a/b": 1}])) > 20
+    True
+    >>> _TXWIRE.decode_transact(_transact_payload("db", None, None, "[]"))[3:]
+    ('[]', 1)
+    """
+    if isinstance(tx_data, str):
+        return _TXWIRE.transact_payload_edn(name, tx_id, db_id, tx_data, fresh)
+    payload = _TXWIRE.transact_payload(name, tx_id, db_id, tx_data, fresh)
+    if payload is None:
+        payload = _TXWIRE.transact_payload_edn(name, tx_id, db_id, _wire_text(tx_data), fresh)
+    return payload
 
 
 def _wire_text(tx_data) -> str:
@@ -588,6 +746,7 @@ class PeerConnection(_ConnectionCommon):
 
     def transact_async(self, tx_data, *, tx_id=None, _timeout=None) -> TxFuture:
         """Queue ``tx_data``; returns a ``TxFuture`` (``.result()`` or ``await``)."""
+        fresh = tx_id is None       # made here, for this request: it cannot be committed yet
         tx_id = _check_tx_id(tx_id) or _uuid4()
         pdb = self._db
         if pdb.gone:
@@ -596,39 +755,33 @@ class PeerConnection(_ConnectionCommon):
         # Sent at once and not taken back: cancel() must say False rather than let a
         # "cancelled" transaction commit (in-process, a queued one can still be cancelled).
         out.set_running_or_notify_cancel()
-        if isinstance(tx_data, str):
-            text = tx_data
-        else:
-            try:
-                text = _wire_text(tx_data)
-            except (TypeError, ValueError) as e:
-                out.set_exception(_unsendable(pdb.db, tx_data, e))
-                return out
-        # db_id: a connection to a deleted database never writes into a re-created namesake.
-        raw = self.system.request(P.TRANSACT, {"db": self.name, "tx": text, "tx_id": str(tx_id),
-                                               "db_id": pdb.db.db_id}, _timeout)
-
-        def done(f):
-            try:
-                reply = f.result()
-                t = reply["t"]
-                if pdb.db.basis_t < t and not pdb.wait_for(t, 30.0):
-                    pdb.catch_up(t)
-                seen = pdb.recent.get(t)
-                if reply.get("duplicate") or seen is None:
-                    # A retry of a committed transaction, or one we caught up on from the log.
-                    report = report_for_existing(self.storage, pdb.db, t, tx_id)
-                    report.duplicate = bool(reply.get("duplicate"))
-                    report.tempids = reply.get("tempids", {})
-                else:
-                    before, after, keys = seen
-                    report = _PeerTxReport(before, after, keys, reply.get("tempids", {}), t, tx_id)
-                out.set_result(report)
-            except BaseException as e:
-                out.set_exception(e)
-        raw.add_done_callback(done)
-        out.request, out.tx_id = raw, tx_id
+        try:
+            # db_id: a connection to a deleted database never writes into a re-created namesake.
+            payload = _transact_payload(self.name, tx_id, pdb.db.db_id, tx_data, fresh)
+        except (TypeError, ValueError) as e:
+            out.set_exception(_unsendable(pdb.db, tx_data, e))
+            return out
+        deadline = time.monotonic() + (CONNECT_WAIT if _timeout is None else _timeout)
+        req = _TxRequest(payload, out, deadline, self, tx_id, self.system.unsent)
+        out.request, out.tx_id = req, tx_id
+        self.system._submit(req)
         return out
+
+    def _report(self, t, tempids, duplicate, tx_id) -> TxReport:
+        """The report of an acknowledged transaction (loop thread). Its novelty came before
+        the ack on this connection, so its ``(db_before, db_after)`` are in ``recent``."""
+        pdb = self._db
+        if pdb.db.basis_t < t:
+            pdb.catch_up(t)       # not subscribed when it committed: read storage, never wait
+        seen = pdb.recent.get(t)
+        if seen is None or duplicate:
+            # A retry of a committed transaction, or one we caught up on from the log.
+            report = report_for_existing(self.storage, pdb.db, t, tx_id)
+            report.duplicate = bool(duplicate)
+            report.tempids = tempids
+            return report
+        before, after, keys = seen
+        return _PeerTxReport(before, after, keys, tempids, t, tx_id)
 
     def sync(self, t=None, timeout=None):
         """A value including every transaction committed so far: the basis is read from

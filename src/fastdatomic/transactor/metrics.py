@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -91,6 +92,17 @@ class TransactorMetrics:
         """Record one transaction's time from arrival to durable commit."""
         self.transaction_msec.observe(seconds * 1000.0)
 
+    def transactions(self, seconds):
+        """Record the times of a group commit's transactions at once: what ``transaction``
+        does for each, with one lock round per bucket they fall in rather than two per
+        transaction (a group commit holds up to ``group-commit-max`` of them).
+
+        >>> m = TransactorMetrics(); m.transactions([0.0004, 0.003, 0.003]); text = m.exposition()
+        >>> b'fastdatomic_transaction_msec_bucket{le="0.5"} 1.0' in text, b'_msec_count 3.0' in text
+        (True, True)
+        """
+        return _observe_many(self.transaction_msec, [s * 1000.0 for s in seconds])
+
     def log_write(self, seconds: float, batch: int, nbytes: int, datoms: int):
         """Record one group commit."""
         ms = seconds * 1000.0
@@ -115,6 +127,23 @@ class TransactorMetrics:
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
         return generate_latest(self.registry)
+
+
+def _observe_many(histogram, amounts):
+    # Histogram.observe for each amount (the first bucket whose bound is >= it), tallied.
+    try:
+        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
+    except AttributeError:         # another prometheus_client: the public way
+        for a in amounts:
+            histogram.observe(a)
+        return
+    tally = [0] * len(bounds)
+    for a in amounts:
+        tally[bisect_left(bounds, a)] += 1
+    total.inc(sum(amounts))
+    for i, n in enumerate(tally):
+        if n:
+            buckets[i].inc(n)
 
 
 class TimedReads:

@@ -20,6 +20,7 @@ import collections
 import logging
 import threading
 import time
+from operator import itemgetter
 
 from fastdatomic.db import catalog
 from fastdatomic.db import tx as txmod
@@ -37,12 +38,17 @@ log = logging.getLogger("fastdatomic.transactor")
 class TxRequest:
     """One queued request: a transaction, or a catalog change (``op`` create/delete)."""
 
-    __slots__ = ("op", "db", "tx_data", "tx_id", "reply", "nbytes", "received", "db_id")
+    __slots__ = ("op", "db", "tx_data", "tx_id", "reply", "nbytes", "received", "db_id",
+                 "fresh_id")
 
-    def __init__(self, op, db, tx_data=None, tx_id=None, reply=None, nbytes=0, db_id=None):
+    def __init__(self, op, db, tx_data=None, tx_id=None, reply=None, nbytes=0, db_id=None,
+                 fresh_id=False):
         self.op, self.db, self.tx_data, self.tx_id, self.reply = op, db, tx_data, tx_id, reply
         self.nbytes = nbytes
         self.db_id = db_id      # the database the peer connected to (None: whichever has the name)
+        # The peer made tx_id for this request: it cannot be in the durable index (it is
+        # still looked up among recent transactions, which costs a dict look-up).
+        self.fresh_id = fresh_id
         self.received = time.perf_counter()
 
 
@@ -213,11 +219,12 @@ class Pipeline:
         writer = st.writer
         db = writer.db
         results, outcomes = [], []
-        batch_ids = {}               # tx ids prepared in this batch (not yet in st.tx_ids)
+        batch_ids = {}               # tx ids (uuid.int) prepared in this batch, not yet in st.tx_ids
         for req in reqs:
             try:
                 if req.tx_id is not None:
-                    done = batch_ids.get(req.tx_id) or st.tx_ids.lookup(req.tx_id)
+                    done = batch_ids.get(req.tx_id.int) or st.tx_ids.lookup(
+                        req.tx_id, durable=not req.fresh_id)
                     if done is not None:
                         outcomes.append(Outcome(req, {"t": done, "tempids": {}, "duplicate": True}))
                         continue
@@ -231,7 +238,7 @@ class Pipeline:
                 outcomes.append(Outcome(req, error=e))
                 continue
             results.append(r)
-            batch_ids[r.tx_uuid] = r.t
+            batch_ids[r.tx_uuid.int] = r.t
             outcomes.append(Outcome(req, r))
             db = r.db_after
         entries = []
@@ -256,7 +263,7 @@ class Pipeline:
                 st.tx_ids.add(r.tx_uuid, r.t)
             if self.metrics and results:
                 self.metrics.log_write(time.perf_counter() - t1, len(results),
-                                       sum(len(e[2]) for e in entries),
+                                       sum(map(len, map(itemgetter(2), entries))),
                                        sum(len(r.keys) for r in results))
         for o in outcomes:
             if o.error is None and not isinstance(o.result, dict):
@@ -265,8 +272,7 @@ class Pipeline:
         self.publish(st.name, entries, outcomes, None)
         if self.metrics:
             now = time.perf_counter()
-            for req in reqs:
-                self.metrics.transaction(now - req.received)
+            self.metrics.transactions([now - req.received for req in reqs])
             self.metrics.memory_index(self.memory_index_bytes())
         if results:
             self._maybe_index(st)

@@ -30,13 +30,16 @@ __all__ = ["TxIds"]
 
 
 class TxIds:
-    """tx UUID -> t for the novelty of one database value, plus its durable trees."""
+    """tx UUID -> t for the novelty of one database value, plus its durable trees.
+
+    Keyed by ``uuid.int``: a UUID's own hash is a Python-level method, run four times per
+    transaction here."""
 
     __slots__ = ("ids", "basis_t", "index_basis_t", "db_id", "durable")
 
     def __init__(self, db):
         novelty = db._view(roots=(None,) * len(db.roots))
-        self.ids = {d.v: tx_to_t(d.e) for d in novelty.datoms("aevt", DB_TX_UUID)}
+        self.ids = {d.v.int: tx_to_t(d.e) for d in novelty.datoms("aevt", DB_TX_UUID)}
         self.db_id = db.db_id
         self.basis_t = db.basis_t
         self._trees(db)
@@ -47,7 +50,7 @@ class TxIds:
 
     def add(self, tx_id, t):
         """Record a transaction committed at ``t``."""
-        self.ids[tx_id] = t
+        self.ids[tx_id.int] = t
         if t > self.basis_t:
             self.basis_t = t
 
@@ -65,7 +68,7 @@ class TxIds:
                 for k in keys:
                     d = decode_key(INDEX_EAVT, k)
                     if d.a == DB_TX_UUID and d.added:
-                        self.ids[d.v] = t
+                        self.ids[d.v.int] = t
             self.basis_t = db.basis_t
         if db.index_basis_t != self.index_basis_t:
             self.adopt_index(db)
@@ -77,7 +80,8 @@ class TxIds:
         self.ids = {u: t for u, t in self.ids.items() if t > ib}
         self._trees(db)
 
-    def lookup(self, tx_id) -> int | None:
-        """The t of the committed transaction with ``tx_id``, or ``None``."""
-        t = self.ids.get(tx_id)
-        return t if t is not None else lookup_tx(self.durable, tx_id)
+    def lookup(self, tx_id, durable=True) -> int | None:
+        """The t of the committed transaction with ``tx_id``, or ``None``; ``durable=False``
+        looks among the novelty's transactions only (for an id that cannot be older)."""
+        t = self.ids.get(tx_id.int)
+        return t if t is not None or not durable else lookup_tx(self.durable, tx_id)
