@@ -3,8 +3,8 @@
 Runs the selected test files in a subprocess with ``FASTDATOMIC_TEST_PROTOCOL=dev``:
 ``tests/conftest.py`` starts one transactor over LMDB storage for that session and
 ``txfns_helper.fresh_conn``/``db_uri`` give every test a new database in it, reached by a
-networked peer (``fastdatomic:dev://...``). Every transaction crosses the wire (binary tx-data, EDN text for what has no binary form) and
-comes back as novelty; every query runs on the peer's value. Tests that need the
+networked peer (``fastdatomic:dev://...``). Every transaction crosses the wire (binary
+tx-data, EDN text for what has no binary form) and comes back as novelty; every query runs on the peer's value. Tests that need the
 in-process system are skipped there with their reason (``conftest.DEV_SKIPS``, and tests
 registering a transaction function at test time).
 
