@@ -20,7 +20,7 @@ from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.list cimport PyList_New, PyList_Append
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.ref cimport PyObject, Py_INCREF
-from cpython.long cimport PyLong_AsLongLong
+from cpython.long cimport PyLong_AsLongLong, PyLong_FromLongLong
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
@@ -341,9 +341,15 @@ def sort_on(list rows, Py_ssize_t col, bint dedup=False):
             a = b
             b = t
         out = []
+        if dedup:
+            # One-column rows are made afresh, in order: reordered old tuples would sit
+            # all over the heap, and every later walk over them would miss the cache.
+            for i in range(n):
+                if i and a[i].key == a[i - 1].key:
+                    continue
+                out.append(untrack_atomic((<object>PyLong_FromLongLong(<int64_t>(a[i].key ^ flip)),)))
+            return out
         for i in range(n):
-            if dedup and i and a[i].key == a[i - 1].key:
-                continue
             out.append(rows[a[i].idx])
         return out
     finally:
