@@ -4,7 +4,8 @@ Run by ``run.py`` with the project's Python and ``src/`` on ``PYTHONPATH``. Load
 ``people.json`` / ``users.json`` into ``fastdatomic:mem://`` databases through
 ``conn.transact`` (batches of 1000 maps, schema from ``workload.json``), then times each
 query in-process with ``fastdatomic.q(query, db, *inputs)`` (warm-up, N reps, median) and
-the pull workload with ``db.pull_many(pattern, eids)``. When ``fastdatomic.q`` does not
+the pull workload with ``db.pull_many(pattern, eids)``; each query's ``(count ?e)``
+variant is timed too (``count_results``), as the Datalevin runner does. When ``fastdatomic.q`` does not
 exist yet, the queries are reported as "q not available yet" and the pull still runs.
 """
 
@@ -83,7 +84,7 @@ def main():
         dbs[ds], ids[ds] = conn.db(), m
     load_ms = (time.perf_counter() - t0) * 1000
     log(f"loaded {spec['sizes']} in {load_ms:.0f} ms; q {'found' if q else 'NOT available yet'}")
-    results = {}
+    results, counts = {}, {}
     for wq in spec["queries"]:
         db = dbs[wq["dataset"]]
         try:
@@ -95,16 +96,23 @@ def main():
                 continue
             else:
                 r, out = bench(lambda: q(wq["q"], db, *wq["inputs"]), T)
+                # the (count ?e) variant too: the engine without materialising rows,
+                # the same measure as Datalevin's count column
+                c, cout = bench(lambda: q(wq["count"], db, *wq["inputs"]), T)
+                c["n_results"] = next(iter(cout))[0] if cout else 0
+                counts[wq["name"]] = c
             r["n_results"] = len(out)
             results[wq["name"]] = r
-            log(f"{wq['name']}: {r['median_ms']:.3f} ms ({r['n_results']} rows)")
+            log(f"{wq['name']}: {r['median_ms']:.3f} ms ({r['n_results']} rows)"
+                + (f", count {counts[wq['name']]['median_ms']:.3f} ms" if wq["name"] in counts else ""))
         except Exception as e:  # noqa: BLE001
             results[wq["name"]] = {"error": repr(e)[:500]}
             log(f"{wq['name']}: ERROR {e!r}"[:500])
     finish({"system": "fastdatomic", "version": getattr(fd, "__version__", "tree"),
             "runtime": f"CPython {sys.version.split()[0]}", "load_ms": load_ms,
             "q_available": q is not None,
-            "q_source": f"{q.__module__}.{q.__name__}" if q else None, "results": results})
+            "q_source": f"{q.__module__}.{q.__name__}" if q else None, "results": results,
+            "count_results": counts})
 
 
 if __name__ == "__main__":

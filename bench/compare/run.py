@@ -136,26 +136,30 @@ def table(spec, res):
         r = res.get(sysname, {}).get(key, {}).get(qname)
         return r.get("n_results") if r else None
 
-    head = ["query", "fastdatomic ms", "DataScript ms", "Datalevin ms", "Datalevin count ms",
-            "ratio DS/fd", "ratio DL/fd", "rows"]
+    head = ["query", "fastdatomic ms", "DataScript ms", "Datalevin ms", "fastdatomic count ms",
+            "Datalevin count ms", "ratio DS/fd", "ratio DL/fd", "ratio DLc/fdc", "rows"]
     lines, out = [], []
     for q in spec["queries"]:
         n = q["name"]
         fd, dsm, dl, dlc = ms("fastdatomic", n), ms("datascript", n), ms("datalevin", n), \
             ms("datalevin", n, "count_results")
+        fdc = ms("fastdatomic", n, "count_results")
         counts = {s: rows_of(s, n) for s in SYSTEMS}
         counts["datalevin-count"] = rows_of("datalevin", n, "count_results")
+        counts["fastdatomic-count"] = rows_of("fastdatomic", n, "count_results")
         known = {v for k, v in counts.items() if v is not None and not (
-            k == "datalevin-count" and q["kind"] != "q")}
+            k.endswith("-count") and q["kind"] != "q")}
         rows = "/".join(map(str, sorted(known))) if known else "-"
         if len(known) > 1:
             rows += " MISMATCH"
-        rds, rdl = ratio(dsm, fd), ratio(dl, fd)
-        lines.append([n, fmt(fd), fmt(dsm), fmt(dl), fmt(dlc),
-                      f"{rds:.2f}" if rds else "-", f"{rdl:.2f}" if rdl else "-", rows])
+        rds, rdl, rdlc = ratio(dsm, fd), ratio(dl, fd), ratio(dlc, fdc)
+        lines.append([n, fmt(fd), fmt(dsm), fmt(dl), fmt(fdc), fmt(dlc),
+                      f"{rds:.2f}" if rds else "-", f"{rdl:.2f}" if rdl else "-",
+                      f"{rdlc:.2f}" if rdlc else "-", rows])
         out.append({"query": n, "dataset": q["dataset"], "fastdatomic_ms": fd,
-                    "datascript_ms": dsm, "datalevin_ms": dl, "datalevin_count_ms": dlc,
-                    "ratio_ds_fd": rds, "ratio_dl_fd": rdl, "rows": counts})
+                    "datascript_ms": dsm, "datalevin_ms": dl, "fastdatomic_count_ms": fdc,
+                    "datalevin_count_ms": dlc, "ratio_ds_fd": rds, "ratio_dl_fd": rdl,
+                    "ratio_dlc_fdc": rdlc, "rows": counts})
     widths = [max(len(str(r[i])) for r in lines + [head]) for i in range(len(head))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
