@@ -16,49 +16,7 @@ True
 from cpython.long cimport PyLong_Check
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int64_t, uint64_t, INT64_MIN
-from libc.string cimport memset
-
-
-cdef int _radix_sort(int64_t* a, Py_ssize_t n) except -1:
-    # LSD radix sort, a byte at a time, skipping bytes every id shares (entity ids
-    # agree in their high bytes): a few linear passes instead of n log n comparisons.
-    cdef uint64_t* src = <uint64_t*>a
-    cdef uint64_t* tmp = <uint64_t*>PyMem_Malloc(n * sizeof(uint64_t))
-    cdef uint64_t* dst = tmp
-    cdef uint64_t* t
-    cdef Py_ssize_t count[256]
-    cdef Py_ssize_t i, total, c
-    cdef int shift, b
-    cdef uint64_t flip = (<uint64_t>1) << 63
-    if tmp == NULL:
-        raise MemoryError()
-    for i in range(n):
-        src[i] ^= flip            # signed order as unsigned
-    for shift in range(0, 64, 8):
-        memset(count, 0, sizeof(count))
-        for i in range(n):
-            count[(src[i] >> shift) & 0xFF] += 1
-        if count[(src[0] >> shift) & 0xFF] == n:
-            continue              # every id has this byte: nothing to reorder
-        total = 0
-        for b in range(256):
-            c = count[b]
-            count[b] = total
-            total += c
-        for i in range(n):
-            b = (src[i] >> shift) & 0xFF
-            dst[count[b]] = src[i]
-            count[b] += 1
-        t = src
-        src = dst
-        dst = t
-    if src != <uint64_t*>a:
-        for i in range(n):
-            (<uint64_t*>a)[i] = src[i]
-    for i in range(n):
-        (<uint64_t*>a)[i] ^= flip
-    PyMem_Free(tmp)
-    return 0
+from fastdatomic._core.radix cimport radix_sort
 
 
 cdef class IdSet:
@@ -93,8 +51,11 @@ cdef class IdSet:
             if self.slots[i] != INT64_MIN:
                 self.sorted_ids[k] = self.slots[i]
                 k += 1
-        if k:
-            _radix_sort(self.sorted_ids, k)
+        for i in range(k):   # signed order as unsigned, sorted, and back
+            self.sorted_ids[i] = <int64_t>((<uint64_t>self.sorted_ids[i]) ^ (<uint64_t>1 << 63))
+        radix_sort(<uint64_t*>self.sorted_ids, NULL, k)
+        for i in range(k):
+            self.sorted_ids[i] = <int64_t>((<uint64_t>self.sorted_ids[i]) ^ (<uint64_t>1 << 63))
         self.sorted_n = k
         return 0
 

@@ -23,7 +23,7 @@ from cpython.ref cimport PyObject, Py_INCREF
 from cpython.long cimport PyLong_AsLongLong, PyLong_FromLongLong
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memset
+from fastdatomic._core.radix cimport radix_sort
 
 from fastdatomic._core.rows cimport untrack_atomic
 
@@ -281,77 +281,52 @@ def merge_join(list a_rows, Py_ssize_t a_col, list b_rows, Py_ssize_t b_col, tup
     return out
 
 
-cdef struct KeyIdx:
-    uint64_t key       # the int, sign bit flipped so unsigned order is signed order
-    Py_ssize_t idx     # the row it came from
-
-
 def sort_on(list rows, Py_ssize_t col, bint dedup=False):
     """``rows`` in ascending order of the int in column ``col`` (stable), the same
     tuple objects in a new list; with ``dedup``, one row per key (for rows of that one
     column). ``None`` when a value there is not an int that fits 64 bits.
 
-    A byte-wise radix sort that skips the bytes every key shares (entity ids agree in
-    their high bytes): a relation put in entity order, for Scan.extend and merge_join.
+    A radix sort (``_core/radix.pxd``): a relation put in entity order, for Scan.extend
+    and merge_join.
 
     >>> sort_on([(3, "c"), (1, "a"), (2, "b"), (1, "z")], 0)
     [(1, 'a'), (1, 'z'), (2, 'b'), (3, 'c')]
     >>> sort_on([(5,), (2,), (5,)], 0, True)
     [(2,), (5,)]
     """
-    cdef Py_ssize_t n = len(rows), i, total, c, k
-    cdef KeyIdx* a
-    cdef KeyIdx* b
-    cdef KeyIdx* t
-    cdef Py_ssize_t count[256]
-    cdef int shift, byte
+    cdef Py_ssize_t n = len(rows), i
+    cdef uint64_t* keys
+    cdef Py_ssize_t* idx
     cdef int64_t x
     cdef list out
     cdef uint64_t flip = (<uint64_t>1) << 63
     if n == 0:
         return []
-    a = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
-    b = <KeyIdx*>PyMem_Malloc(n * sizeof(KeyIdx))
-    if a == NULL or b == NULL:
-        PyMem_Free(a)
-        PyMem_Free(b)
+    keys = <uint64_t*>PyMem_Malloc(n * sizeof(uint64_t))
+    idx = <Py_ssize_t*>PyMem_Malloc(n * sizeof(Py_ssize_t))
+    if keys == NULL or idx == NULL:
+        PyMem_Free(keys)
+        PyMem_Free(idx)
         raise MemoryError()
     try:
         for i in range(n):
             if not _id_at(<tuple>rows[i], col, &x):
                 return None
-            a[i].key = (<uint64_t>x) ^ flip
-            a[i].idx = i
-        for shift in range(0, 64, 8):
-            memset(count, 0, sizeof(count))
-            for i in range(n):
-                count[(a[i].key >> shift) & 0xFF] += 1
-            if count[(a[0].key >> shift) & 0xFF] == n:
-                continue
-            total = 0
-            for byte in range(256):
-                c = count[byte]
-                count[byte] = total
-                total += c
-            for i in range(n):
-                byte = (a[i].key >> shift) & 0xFF
-                b[count[byte]] = a[i]
-                count[byte] += 1
-            t = a
-            a = b
-            b = t
+            keys[i] = (<uint64_t>x) ^ flip     # signed order as unsigned
+            idx[i] = i
+        radix_sort(keys, idx, n)             # stable: equal keys keep row order
         out = []
         if dedup:
             # One-column rows are made afresh, in order: reordered old tuples would sit
             # all over the heap, and every later walk over them would miss the cache.
             for i in range(n):
-                if i and a[i].key == a[i - 1].key:
+                if i and keys[i] == keys[i - 1]:
                     continue
-                out.append(untrack_atomic((<object>PyLong_FromLongLong(<int64_t>(a[i].key ^ flip)),)))
+                out.append(untrack_atomic((<object>PyLong_FromLongLong(<int64_t>(keys[i] ^ flip)),)))
             return out
         for i in range(n):
-            out.append(rows[a[i].idx])
+            out.append(rows[idx[i]])
         return out
     finally:
-        PyMem_Free(a)
-        PyMem_Free(b)
+        PyMem_Free(keys)
+        PyMem_Free(idx)

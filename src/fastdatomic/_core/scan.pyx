@@ -19,7 +19,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from libc.string cimport memcmp
 from libc.stdint cimport uint32_t, int64_t, uint64_t
 
-from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, lower_bound, upper_bound
+from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, cmp_keys, lower_bound, upper_bound
 from fastdatomic._core.datom cimport Datom
 from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id, get_u64
 from fastdatomic._core.idset cimport IdSet, idset_has
@@ -103,40 +103,6 @@ cdef inline bytes _child_id(DirNode node, Py_ssize_t i):
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(node._ids) + i * 16, 16)
 
 
-cdef inline int cmp_keys(const unsigned char* a, Py_ssize_t na,
-                         const unsigned char* b, Py_ssize_t nb) noexcept nogil:
-    # cmp_bytes for index keys: keys (and seek prefixes) start with 8-byte words (ids,
-    # or a ref value), which compare as integers before memcmp looks at the rest.
-    cdef uint64_t x, y
-    if na < 8 or nb < 8:
-        return cmp_bytes(a, na, b, nb)
-    x = get_u64(a)
-    y = get_u64(b)
-    if x != y:
-        return -1 if x < y else 1
-    if na < 16 or nb < 16:
-        return cmp_bytes(a + 8, na - 8, b + 8, nb - 8)
-    x = get_u64(a + 8)
-    y = get_u64(b + 8)
-    if x != y:
-        return -1 if x < y else 1
-    return cmp_bytes(a + 16, na - 16, b + 16, nb - 16)
-
-
-cdef inline Py_ssize_t key_lower_bound(const unsigned char* base, const uint32_t* offs,
-                                       Py_ssize_t lo, Py_ssize_t hi,
-                                       const unsigned char* k, Py_ssize_t kn) noexcept nogil:
-    # segment.lower_bound with cmp_keys: the scan's seeks compare index keys
-    cdef Py_ssize_t mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if cmp_keys(base + offs[mid], offs[mid + 1] - offs[mid], k, kn) < 0:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
 cdef inline Py_ssize_t gallop_lower_bound(const unsigned char* base, const uint32_t* offs,
                                           Py_ssize_t lo, Py_ssize_t hi,
                                           const unsigned char* k, Py_ssize_t kn) noexcept nogil:
@@ -149,7 +115,7 @@ cdef inline Py_ssize_t gallop_lower_bound(const unsigned char* base, const uint3
             cmp_keys(base + offs[lo + step], offs[lo + step + 1] - offs[lo + step], k, kn) < 0:
         prev = lo + step
         step <<= 1
-    return key_lower_bound(base, offs, prev + 1, lo + step if lo + step < hi else hi, k, kn)
+    return lower_bound(base, offs, prev + 1, lo + step if lo + step < hi else hi, k, kn)
 
 
 cdef inline bint same_group(const unsigned char* a, Py_ssize_t na,

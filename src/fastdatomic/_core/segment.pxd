@@ -33,6 +33,32 @@ cdef inline int cmp_bytes(const unsigned char* a, Py_ssize_t na,
     return (na > nb) - (na < nb)
 
 
+cdef inline uint64_t be64(const unsigned char* p) noexcept nogil:
+    return ((<uint64_t>p[0] << 56) | (<uint64_t>p[1] << 48) | (<uint64_t>p[2] << 40) |
+            (<uint64_t>p[3] << 32) | (<uint64_t>p[4] << 24) | (<uint64_t>p[5] << 16) |
+            (<uint64_t>p[6] << 8) | <uint64_t>p[7])
+
+
+cdef inline int cmp_keys(const unsigned char* a, Py_ssize_t na,
+                         const unsigned char* b, Py_ssize_t nb) noexcept nogil:
+    # cmp_bytes (same order, any bytes) for index keys: keys and seek prefixes start with
+    # 8-byte words (ids, or a ref value) that compare as integers before memcmp runs.
+    cdef uint64_t x, y
+    if na < 8 or nb < 8:
+        return cmp_bytes(a, na, b, nb)
+    x = be64(a)
+    y = be64(b)
+    if x != y:
+        return -1 if x < y else 1
+    if na < 16 or nb < 16:
+        return cmp_bytes(a + 8, na - 8, b + 8, nb - 8)
+    x = be64(a + 8)
+    y = be64(b + 8)
+    if x != y:
+        return -1 if x < y else 1
+    return cmp_bytes(a + 16, na - 16, b + 16, nb - 16)
+
+
 cdef Py_ssize_t lower_bound(const unsigned char* base, const uint32_t* offs,
                             Py_ssize_t lo, Py_ssize_t hi,
                             const unsigned char* k, Py_ssize_t kn) noexcept nogil

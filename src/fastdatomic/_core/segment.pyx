@@ -51,7 +51,7 @@ cdef Py_ssize_t lower_bound(const unsigned char* base, const uint32_t* offs,
     cdef Py_ssize_t mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if cmp_bytes(base + offs[mid], offs[mid + 1] - offs[mid], k, kn) < 0:
+        if cmp_keys(base + offs[mid], offs[mid + 1] - offs[mid], k, kn) < 0:
             lo = mid + 1
         else:
             hi = mid
@@ -65,7 +65,7 @@ cdef Py_ssize_t upper_bound(const unsigned char* base, const uint32_t* offs,
     cdef Py_ssize_t mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if cmp_bytes(base + offs[mid], offs[mid + 1] - offs[mid], k, kn) <= 0:
+        if cmp_keys(base + offs[mid], offs[mid + 1] - offs[mid], k, kn) <= 0:
             lo = mid + 1
         else:
             hi = mid
