@@ -4,7 +4,7 @@ import gc
 
 from hypothesis import given, settings, strategies as st
 
-from fastdatomic._core.idset import IdSet
+from fastdatomic._core.idset import IdSet, IdList
 from fastdatomic._core.join import hash_join, product, semi_join, group_by, column, sort_on
 
 vals = st.one_of(st.integers(-3, 6), st.sampled_from(["a", "b", None]))
@@ -93,3 +93,13 @@ def test_sort_on_is_a_stable_sort_by_the_int(rows):
     ones = [(r[0],) for r in rows]
     assert sort_on(ones, 0, True) == sorted(set(ones))
     assert sort_on([(1,), ("x",)], 0) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-2**63, 2**63 - 1), max_size=3000))
+def test_id_list_sorted_rows(xs):
+    lst = IdList()
+    for x in xs:
+        lst.append(x)
+    assert len(lst) == len(xs)
+    assert lst.sorted_rows() == [(x,) for x in sorted(set(xs))]

@@ -33,3 +33,12 @@ cdef inline bint idset_has(IdSet s, int64_t x) noexcept nogil:
         if y == INT64_MIN:
             return False
         i = (i + 1) & s.mask
+
+
+cdef class IdList:
+    """A growable array of entity ids (a scan collects into it; ``sorted_rows`` ends it)."""
+    cdef int64_t* ids
+    cdef Py_ssize_t n
+    cdef Py_ssize_t cap
+
+    cdef int push(self, int64_t x) except -1

@@ -14,7 +14,9 @@ True
 """
 
 from cpython.long cimport PyLong_Check
-from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.long cimport PyLong_FromLongLong
+from fastdatomic._core.rows cimport untrack_atomic
 from libc.stdint cimport int64_t, uint64_t, INT64_MIN
 from fastdatomic._core.radix cimport radix_sort
 
@@ -179,4 +181,62 @@ cdef class IdSet:
                          if self.slots[i] != INT64_MIN]
         if self.has_empty_marker:
             out.append(INT64_MIN)
+        return out
+
+
+cdef class IdList:
+    """Entity ids a scan collects (``Scan.select(..., ids_out=)``), made into the rows of
+    a one-variable relation in entity order at the end, each id once: no tuple per
+    datom before the sort.
+
+    >>> lst = IdList()
+    >>> for x in (5, -2, 5, 9):
+    ...     lst.append(x)
+    >>> len(lst), lst.sorted_rows()
+    (4, [(-2,), (5,), (9,)])
+    """
+
+    def __cinit__(self):
+        self.ids = NULL
+        self.n = 0
+        self.cap = 0
+
+    def __dealloc__(self):
+        if self.ids != NULL:
+            PyMem_Free(self.ids)
+
+    cdef int push(self, int64_t x) except -1:
+        cdef int64_t* grown
+        if self.n == self.cap:
+            self.cap = 1024 if self.cap == 0 else 2 * self.cap
+            grown = <int64_t*>PyMem_Realloc(self.ids, self.cap * sizeof(int64_t))
+            if grown == NULL:
+                raise MemoryError()
+            self.ids = grown
+        self.ids[self.n] = x
+        self.n += 1
+        return 0
+
+    def append(self, int64_t x):
+        """Add one id (the scan's C code calls ``push``)."""
+        self.push(x)
+
+    def __len__(self):
+        return self.n
+
+    def sorted_rows(self):
+        """``[(id,), ...]`` ascending, each id once (fresh tuples, in memory order)."""
+        cdef Py_ssize_t i
+        cdef list out = []
+        cdef uint64_t flip = (<uint64_t>1) << 63
+        cdef uint64_t* keys = <uint64_t*>self.ids
+        for i in range(self.n):
+            keys[i] ^= flip
+        radix_sort(keys, NULL, self.n)
+        for i in range(self.n):
+            keys[i] ^= flip
+        for i in range(self.n):
+            if i and self.ids[i] == self.ids[i - 1]:
+                continue
+            out.append(untrack_atomic((<object>PyLong_FromLongLong(self.ids[i]),)))
         return out

@@ -22,7 +22,7 @@ from libc.stdint cimport uint32_t, int64_t, uint64_t
 from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, cmp_keys, lower_bound, upper_bound
 from fastdatomic._core.datom cimport Datom
 from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id, get_u64
-from fastdatomic._core.idset cimport IdSet, idset_has
+from fastdatomic._core.idset cimport IdSet, IdList, idset_has
 from cpython.long cimport PyLong_FromLongLong
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
@@ -706,7 +706,7 @@ cdef class Scan:
 
     def select(self, fields, Py_ssize_t limit=-1, IdSet e_in=None, bytes v_eq=None,
                bytes v_lo=None, bint lo_incl=True, bytes v_hi=None, bint hi_incl=True,
-               Py_ssize_t budget=-1):
+               Py_ssize_t budget=-1, IdList ids_out=None):
         """Up to ``limit`` visible datoms that pass the filters, as tuples of ``fields``
         (0 e, 1 a, 2 v, 3 tx, 4 added; an empty ``fields`` gives ``()`` per datom).
 
@@ -718,7 +718,9 @@ cdef class Scan:
         Only the fields asked for are decoded (a string value of an ``[?e :a _]``
         pattern is never built). ``budget`` bounds the visible datoms examined in this
         call, matching or not, so a caller can check a timeout between calls even when
-        nothing matches; ``done`` says whether the scan has reached its end.
+        nothing matches; ``done`` says whether the scan has reached its end. With
+        ``ids_out``, the entities of the datoms that pass go there instead, and no row
+        is made.
 
         >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
         >>> from fastdatomic._core.segment import KeyBlock
@@ -778,6 +780,9 @@ cdef class Scan:
             if not _value_passes(&vf, p + vs, ve - vs):
                 continue
             c += 1
+            if ids_out is not None:
+                ids_out.push(read_id(p + es))
+                continue
             if nf == 0:
                 out.append(())
                 continue

@@ -24,7 +24,7 @@ import time
 from fastdatomic._core.codec import (
     TYPE_KEYWORD, INDEX_EAVT, INDEX_AEVT, INDEX_AVET, encode_value, decode_value as _decode_value,
 )
-from fastdatomic._core.idset import IdSet
+from fastdatomic._core.idset import IdSet, IdList
 from fastdatomic._core.join import (
     hash_join, merge_join, product, semi_join, group_by, column, sort_on,
 )
@@ -530,6 +530,20 @@ def _pattern_db(ctx, clause, db):
     get = operator.attrgetter(*fields) if fields else None
     single = len(fields) == 1
     field_idx = [_FIELDS.index(f) for f in fields]
+    if c_all and plan is None and out_vars == [e] and datoms_index == INDEX_AVET and \
+            _joined_later(ctx, e):
+        # Entities alone out of AVET (a value range), to be joined on ?e: collect the
+        # ids in C and make the relation once, in entity order.
+        ids = IdList()
+        scan = streams[0]
+        while not scan.done:
+            scan.select(field_idx, -1, budget=65536, ids_out=ids, **sel)
+            check()
+        if vrange is not None:
+            ctx.satisfied.update(id(b.clause) for b in vrange[4])
+        rel = Rel(out_vars, ids.sorted_rows())
+        rel.sorted_on = e
+        return rel
     all_scans = True
     e_col = fields.index("e") if "e" in fields else None
     for si, datoms in enumerate(streams):
@@ -589,8 +603,7 @@ def _pattern_db(ctx, clause, db):
             (plan is not None and plan[0] in ("avet", "vaet") and len(plan[2]) == 1)):
         # one attribute's AEVT, EAVT probed in entity order, or one value's AVET/VAET
         rel.sorted_on = e
-    elif type(e) is Variable and e in out_vars and len(rows) > 1 and ctx.remaining and \
-            any(type(c) is Pattern and e in free_vars(c) for c in ctx.remaining):
+    elif type(e) is Variable and e in out_vars and len(rows) > 1 and _joined_later(ctx, e):
         # Rows out of another index (say, an AVET range): put in entity order (a
         # radix sort of the same tuples), later patterns on ?e join them by a walk.
         ordered = sort_on(rows, out_vars.index(e), len(out_vars) == 1)
@@ -598,6 +611,12 @@ def _pattern_db(ctx, clause, db):
             rel.rows = ordered
             rel.sorted_on = e
     return rel
+
+
+def _joined_later(ctx, var):
+    # a pattern still to run reads ``var`` (top level only: children do not know)
+    return bool(ctx.remaining) and any(type(c) is Pattern and var in free_vars(c)
+                                       for c in ctx.remaining)
 
 
 def _encoded_const(attr, x):
