@@ -13,7 +13,7 @@ __all__ = ["Keyword", "Symbol", "URI", "kw", "sym"]
 class _Named:
     """Shared shape of Keyword and Symbol: an optional namespace and a name."""
 
-    __slots__ = ("ns", "name", "_full", "_hash", "__weakref__")
+    __slots__ = ("ns", "name", "_full", "__weakref__")
     _table: dict  # per subclass intern table
     _prefix = ""
 
@@ -36,7 +36,6 @@ class _Named:
         self.ns = text[:slash] if slash > 0 else None
         self.name = text[slash + 1:] if slash > 0 else text
         self._full = text
-        self._hash = hash((cls._prefix, text))
         cls._table[text] = self
         return self
 
@@ -49,15 +48,9 @@ class _Named:
     def __deepcopy__(self, memo):
         return self
 
-    def __hash__(self):
-        return self._hash
-
-    # Interned: equality is identity. Order follows Clojure: namespace first (none first), then name.
-    def __eq__(self, other):
-        return self is other
-
-    def __ne__(self, other):
-        return self is not other
+    # Interned: equality is identity, so object's own ==, != and hash (in C) are exactly
+    # right, and a dict keyed by attribute idents never calls back into Python.
+    # Order follows Clojure: namespace first (none first), then name.
 
     def _key(self):
         return (self.ns is not None, self.ns or "", self.name)
