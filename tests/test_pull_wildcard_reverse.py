@@ -10,18 +10,13 @@ from fastdatomic import Keyword as K
 from fastdatomic.db.entity import Entity
 from fastdatomic.db.pull import pull, pull_many
 from fastdatomic.query.engine import q
-from test_pull import SCHEMA
+from test_pull import SCHEMA, ID, NAME, FRIENDS, ADDRESS, STREET
 from txfns_helper import fresh_conn
 
-ID = K("db/id")
-NAME = K("person/name")
 AGE = K("person/age")
-FRIENDS = K("person/friends")
 RFRIENDS = K("person/_friends")
 BEST = K("person/best")
-ADDRESS = K("person/address")
 RADDRESS = K("person/_address")
-STREET = K("address/street")
 GEO = K("address/geo")
 LAT = K("geo/lat")
 

@@ -6,14 +6,13 @@ The query engine joins a data pattern with entities it has already bound (``[?e 
 hash-joining, the scan reads the entity id straight from the key bytes and skips keys
 whose entity is not in this set: only matching datoms are ever decoded.
 
->>> s = IdSet.of([3, 17592186045418, -1])
+>>> s = IdSet.of_column([(3,), (17592186045418,), (-1,), (3,)], 0)
 >>> len(s), 3 in s, 4 in s
 (3, True, False)
->>> IdSet.of([1, "x"]) is None     # not all ids: the caller takes another path
+>>> IdSet.of_column([(1,), ("x",)], 0) is None   # not all ids: the caller takes another path
 True
 """
 
-from cpython.long cimport PyLong_Check
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.long cimport PyLong_FromLongLong
 from fastdatomic._core.rows cimport untrack_atomic
@@ -64,38 +63,11 @@ cdef class IdSet:
     def sorted(self):
         """The members in ascending order.
 
-        >>> IdSet.of([5, -1, 3]).sorted()
+        >>> IdSet.of_column([(5,), (-1,), (3,)], 0).sorted()
         [-1, 3, 5]
         """
         self.ensure_sorted()
         return [self.sorted_ids[i] for i in range(self.sorted_n)]
-
-    @staticmethod
-    def of(values):
-        """An ``IdSet`` of ``values`` (a sized iterable), or ``None`` when one is not an
-        int (bool excluded) or does not fit 64 bits.
-
-        >>> sorted(IdSet.of({5, 6}).to_list())
-        [5, 6]
-        """
-        cdef Py_ssize_t want = len(values), cap = 16, i
-        cdef IdSet s = IdSet.__new__(IdSet)
-        while cap < 2 * want + 2:
-            cap <<= 1
-        s.slots = <int64_t*>PyMem_Malloc(cap * sizeof(int64_t))
-        if s.slots == NULL:
-            raise MemoryError()
-        for i in range(cap):
-            s.slots[i] = INT64_MIN
-        s.mask = <uint64_t>(cap - 1)
-        for v in values:
-            if type(v) is not int:
-                return None
-            try:
-                s._add(<int64_t>v)
-            except OverflowError:
-                return None
-        return s
 
     @staticmethod
     def of_column(list rows, Py_ssize_t col):
@@ -170,18 +142,6 @@ cdef class IdSet:
             return idset_has(self, <int64_t>x)
         except OverflowError:
             return False
-
-    def to_list(self):
-        """The members, in no particular order.
-
-        >>> IdSet.of([7]).to_list()
-        [7]
-        """
-        cdef list out = [self.slots[i] for i in range(<Py_ssize_t>self.mask + 1)
-                         if self.slots[i] != INT64_MIN]
-        if self.has_empty_marker:
-            out.append(INT64_MIN)
-        return out
 
 
 cdef class IdList:

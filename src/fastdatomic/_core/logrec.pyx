@@ -34,6 +34,40 @@ FLAG_VAET = F_VAET
 LOG_VERSION = 1
 
 
+cdef inline bytes _aevt_of(const unsigned char* p, Py_ssize_t n):
+    # the AEVT key of the EAVT key p[0:n]: a e v tx added
+    cdef bytes d = PyBytes_FromStringAndSize(NULL, n)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(d)
+    memcpy(q, p + 8, 8)
+    memcpy(q + 8, p, 8)
+    memcpy(q + 16, p + 16, n - 16)
+    return d
+
+
+cdef inline bytes _avet_of(const unsigned char* p, Py_ssize_t n):
+    # a v e tx added
+    cdef Py_ssize_t vlen = n - 16 - 9
+    cdef bytes d = PyBytes_FromStringAndSize(NULL, n)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(d)
+    memcpy(q, p + 8, 8)
+    memcpy(q + 8, p + 16, vlen)
+    memcpy(q + 8 + vlen, p, 8)
+    memcpy(q + 16 + vlen, p + n - 9, 9)
+    return d
+
+
+cdef inline bytes _vaet_of(const unsigned char* p, Py_ssize_t n):
+    # v a e tx added
+    cdef Py_ssize_t vlen = n - 16 - 9
+    cdef bytes d = PyBytes_FromStringAndSize(NULL, n)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(d)
+    memcpy(q, p + 16, vlen)
+    memcpy(q + vlen, p + 8, 8)
+    memcpy(q + vlen + 8, p, 8)
+    memcpy(q + vlen + 16, p + n - 9, 9)
+    return d
+
+
 cpdef tuple derive_keys(bytes eavt, int flags):
     """``(aevt, avet_or_None, vaet_or_None)`` from an EAVT key.
 
@@ -46,29 +80,8 @@ cpdef tuple derive_keys(bytes eavt, int flags):
     if n < 16 + 1 + 9:
         raise ValueError(f"EAVT key of {n} bytes is too short")
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(eavt)
-    cdef Py_ssize_t vlen = n - 16 - 9
-    cdef bytes aevt = PyBytes_FromStringAndSize(NULL, n)
-    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(aevt)
-    memcpy(q, p + 8, 8)
-    memcpy(q + 8, p, 8)
-    memcpy(q + 16, p + 16, n - 16)
-    avet = None
-    vaet = None
-    if flags & F_AVET:
-        avet = PyBytes_FromStringAndSize(NULL, n)
-        q = <unsigned char*>PyBytes_AS_STRING(avet)
-        memcpy(q, p + 8, 8)
-        memcpy(q + 8, p + 16, vlen)
-        memcpy(q + 8 + vlen, p, 8)
-        memcpy(q + 16 + vlen, p + n - 9, 9)
-    if flags & F_VAET:
-        vaet = PyBytes_FromStringAndSize(NULL, n)
-        q = <unsigned char*>PyBytes_AS_STRING(vaet)
-        memcpy(q, p + 16, vlen)
-        memcpy(q + vlen, p + 8, 8)
-        memcpy(q + vlen + 8, p, 8)
-        memcpy(q + vlen + 16, p + n - 9, 9)
-    return (aevt, avet, vaet)
+    return (_aevt_of(p, n), _avet_of(p, n) if flags & F_AVET else None,
+            _vaet_of(p, n) if flags & F_VAET else None)
 
 
 cdef uint64_t read_varint(const unsigned char* p, Py_ssize_t size, Py_ssize_t* pos) except? 0:
@@ -158,39 +171,19 @@ cdef class KeySink:
 
     cdef int add_key(self, bytes k, int flags) except -1:
         cdef Py_ssize_t n = PyBytes_GET_SIZE(k)
-        cdef Py_ssize_t vlen = n - 16 - 9
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(k)
-        cdef unsigned char* q
-        cdef bytes d
         if n < 16 + 1 + 9:
             raise ValueError(f"EAVT key of {n} bytes is too short")
-        d = PyBytes_FromStringAndSize(NULL, n)
-        q = <unsigned char*>PyBytes_AS_STRING(d)
-        memcpy(q, p + 8, 8)
-        memcpy(q + 8, p, 8)
-        memcpy(q + 16, p + 16, n - 16)
         self.eavt.append(k)
-        self.aevt.append(d)
+        self.aevt.append(_aevt_of(p, n))
         self.flags.append(flags)
         self.nbytes_eavt += n
         self.nbytes_aevt += n
         if flags & F_AVET:
-            d = PyBytes_FromStringAndSize(NULL, n)
-            q = <unsigned char*>PyBytes_AS_STRING(d)
-            memcpy(q, p + 8, 8)
-            memcpy(q + 8, p + 16, vlen)
-            memcpy(q + 8 + vlen, p, 8)
-            memcpy(q + 16 + vlen, p + n - 9, 9)
-            self.avet.append(d)
+            self.avet.append(_avet_of(p, n))
             self.nbytes_avet += n
         if flags & F_VAET:
-            d = PyBytes_FromStringAndSize(NULL, n)
-            q = <unsigned char*>PyBytes_AS_STRING(d)
-            memcpy(q, p + 16, vlen)
-            memcpy(q + vlen, p + 8, 8)
-            memcpy(q + vlen + 8, p, 8)
-            memcpy(q + vlen + 16, p + n - 9, 9)
-            self.vaet.append(d)
+            self.vaet.append(_vaet_of(p, n))
             self.nbytes_vaet += n
         return 0
 

@@ -727,7 +727,7 @@ cdef class Scan:
         >>> from fastdatomic._core.idset import IdSet
         >>> keys = [encode_key(INDEX_AEVT, e, 72, TYPE_LONG, e * 10, 5, True) for e in (1, 2, 3)]
         >>> sc = Scan(INDEX_AEVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 99, -1)
-        >>> sc.select((0, 2), -1, e_in=IdSet.of([2, 3]))
+        >>> sc.select((0, 2), -1, e_in=IdSet.of_column([(2,), (3,)], 0))
         [(2, 20), (3, 30)]
         """
         cdef list out = []

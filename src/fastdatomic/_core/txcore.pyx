@@ -374,25 +374,29 @@ cdef class _Run:
                     if isinstance(x, dict):
                         return False               # nested map: general path
                     if e is None:
-                        e = self.alloc() if name is None else self.tempid(name)
+                        e = self.map_entity(name)
                         if e is None:
                             return False
-                        if name is not None:
-                            self.asserted.add(name)
                     if not self.emit(e, info, x):
                         return False
             else:
                 if type(v) is dict:
                     return False                   # nested map: general path
                 if e is None:
-                    e = self.alloc() if name is None else self.tempid(name)
+                    e = self.map_entity(name)
                     if e is None:
                         return False
-                    if name is not None:
-                        self.asserted.add(name)
                 if not self.emit(e, info, v):
                     return False
         return True
+
+    cdef object map_entity(self, object name):
+        # The entity of a map's first assertion: a new id, or the one its tempid names
+        # (None: the general path decides).
+        cdef object e = self.alloc() if name is None else self.tempid(name)
+        if e is not None and name is not None:
+            self.asserted.add(name)
+        return e
 
     cdef bint list_form(self, object form) except -1:
         cdef PyObject* p

@@ -116,6 +116,14 @@ class Database:
         self.tx_instant = tx_instant
 
     def _view(self, **changes) -> "Database":
+        new = self._copy()
+        for name, value in changes.items():
+            setattr(new, name, value)
+        if "roots" in changes:
+            new.roots = tuple(new.roots)
+        return new
+
+    def _copy(self) -> "Database":
         # Explicit copies: this runs once per transaction and per view.
         new = object.__new__(Database)
         new.db_id = self.db_id
@@ -132,10 +140,6 @@ class Database:
         new.history_mode = self.history_mode
         new.pred = self.pred
         new.tx_instant = self.tx_instant
-        for name, value in changes.items():
-            setattr(new, name, value)
-        if "roots" in changes:
-            new.roots = tuple(new.roots)
         return new
 
     # --- views ----------------------------------------------------------------
@@ -507,17 +511,11 @@ class Database:
     def apply_sink(self, sink, t: int, next_n: int, tx_instant) -> "Database":
         """A new value with one transaction's keys (a ``KeySink``) added at ``t``; the
         schema is left as it is (the caller knows whether the keys touch it)."""
-        new = object.__new__(Database)
-        new.db_id = self.db_id
-        new.name = self.name
-        new.segs = self.segs
-        new.roots = self.roots
-        new.index_basis_t = self.index_basis_t
+        new = self._copy()
         new.memindex = self.memindex.add((sink.eavt, sink.aevt, sink.avet, sink.vaet),
                                          sink.run_nbytes())
         new.basis_t = t
         new.next_n = next_n
-        new.schema = self.schema
         new.as_of_t = None
         new.since_t = None
         new.history_mode = False

@@ -70,25 +70,26 @@ def collect(where, scalars, is_builtin=None) -> dict:
         if op not in FLIP or (is_builtin is not None and not is_builtin(c.fn.symbol)):
             continue
         x, y = c.args
-
-        def value_of(el):
-            if type(el) is Constant:
-                return True, el.value
-            if type(el) is Variable and el in scalars:
-                return True, scalars[el]
-            return False, None
-
         if type(x) is Variable and x not in scalars:
-            known, val = value_of(y)
+            known, val = _value_of(y, scalars)
             var = x
         elif type(y) is Variable and y not in scalars:
-            known, val = value_of(x)
+            known, val = _value_of(x, scalars)
             var, op = y, FLIP[op]
         else:
             continue
         if known and type(val) in (int, str):
             out.setdefault(var, []).append(Bound(c, op, val))
     return out
+
+
+def _value_of(el, scalars):
+    # (known, value) of a comparison argument: a constant or a scalar bound by :in
+    if type(el) is Constant:
+        return True, el.value
+    if type(el) is Variable and el in scalars:
+        return True, scalars[el]
+    return False, None
 
 
 def encoded_range(bounds, vtype):
