@@ -510,17 +510,8 @@ def _pattern_db(ctx, clause, db):
             fields = [f for i, f in enumerate(fields) if i not in drop]
     if e_rel is not None and c_all and datoms_index == INDEX_AEVT and (
             2 not in cvals or "v_eq" in sel):
-        # ?e's relation is in entity order, like AEVT: extend its rows in one walk
-        rest = [(x, f) for x, f in zip(out_vars, fields) if x != e]
-        ext = {k: sel[k] for k in ("v_eq", "v_lo", "lo_incl", "v_hi", "hi_incl") if k in sel}
-        joined = streams[0].extend(e_rel.rows, e_rel.vars.index(e),
-                                   [_FIELDS.index(f) for _, f in rest], check=check, **ext)
-        if joined is not None:
-            if vrange is not None:
-                ctx.satisfied.update(id(b.clause) for b in vrange[4])
-            rel = Rel(e_rel.vars + tuple(x for x, _ in rest), joined)
-            rel.sorted_on = e
-            rel.absorbs = e_rel
+        rel = _extend_sorted(ctx, e, e_rel, streams[0], out_vars, fields, sel, vrange)
+        if rel is not None:
             return rel
         # not ascending ints after all: read the pattern as usual
         streams = [db.datoms("aevt", attr.id)]
@@ -532,18 +523,7 @@ def _pattern_db(ctx, clause, db):
     field_idx = [_FIELDS.index(f) for f in fields]
     if c_all and plan is None and out_vars == [e] and datoms_index == INDEX_AVET and \
             _joined_later(ctx, e):
-        # Entities alone out of AVET (a value range), to be joined on ?e: collect the
-        # ids in C and make the relation once, in entity order.
-        ids = IdList()
-        scan = streams[0]
-        while not scan.done:
-            scan.select(field_idx, -1, budget=65536, ids_out=ids, **sel)
-            check()
-        if vrange is not None:
-            ctx.satisfied.update(id(b.clause) for b in vrange[4])
-        rel = Rel(out_vars, ids.sorted_rows())
-        rel.sorted_on = e
-        return rel
+        return _entities_in_order(ctx, e, streams[0], field_idx, sel, vrange)
     all_scans = True
     e_col = fields.index("e") if "e" in fields else None
     for si, datoms in enumerate(streams):
@@ -589,9 +569,8 @@ def _pattern_db(ctx, clause, db):
             rows.append(row)
         if given is not None:
             rows[start:] = [r[:e_col] + (given,) + r[e_col + 1:] for r in rows[start:]]
-    if vrange is not None and all_scans and c_ok:
-        # every value of the (newly bound) variable now satisfies these comparisons
-        ctx.satisfied.update(id(b.clause) for b in vrange[4])
+    if all_scans and c_ok:
+        _satisfied(ctx, vrange)
     if not out_vars:
         rows = [()] if rows else []
     rel = Rel(out_vars, rows)
@@ -610,6 +589,43 @@ def _pattern_db(ctx, clause, db):
         if ordered is not None:
             rel.rows = ordered
             rel.sorted_on = e
+    return rel
+
+
+def _satisfied(ctx, vrange):
+    # The scan applied these comparisons: every value of the (newly bound) variable
+    # satisfies them, so their predicate clauses need not run.
+    if vrange is not None:
+        ctx.satisfied.update(id(b.clause) for b in vrange[4])
+
+
+def _extend_sorted(ctx, e, e_rel, scan, out_vars, fields, sel, vrange):
+    """?e's relation is in entity order, like the pattern's AEVT scan: its rows extended
+    in one walk (``Scan.extend``), taking its place; None when its ?e values are not
+    ascending ints after all."""
+    rest = [(x, f) for x, f in zip(out_vars, fields) if x != e]
+    ext = {k: sel[k] for k in ("v_eq", "v_lo", "lo_incl", "v_hi", "hi_incl") if k in sel}
+    joined = scan.extend(e_rel.rows, e_rel.vars.index(e), [_FIELDS.index(f) for _, f in rest],
+                         check=ctx.check, **ext)
+    if joined is None:
+        return None
+    _satisfied(ctx, vrange)
+    rel = Rel(e_rel.vars + tuple(x for x, _ in rest), joined)
+    rel.sorted_on = e
+    rel.absorbs = e_rel
+    return rel
+
+
+def _entities_in_order(ctx, e, scan, field_idx, sel, vrange):
+    """Entities alone out of AVET (a value range), to be joined on ?e: the ids collected
+    in C and made into the relation once, in entity order."""
+    ids = IdList()
+    while not scan.done:
+        scan.select(field_idx, -1, budget=65536, ids_out=ids, **sel)
+        ctx.check()
+    _satisfied(ctx, vrange)
+    rel = Rel([e], ids.sorted_rows())
+    rel.sorted_on = e
     return rel
 
 
