@@ -9,6 +9,7 @@ spans them; each of those is checked here against a plain sort of every key.
 
 import random
 
+import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from fastdatomic._core.codec import (
@@ -16,7 +17,7 @@ from fastdatomic._core.codec import (
     encode_key, encode_value, encode_id, decode_key,
 )
 from fastdatomic._core.idset import IdSet
-from fastdatomic._core.scan import Scan, MODE_CURRENT, MODE_HISTORY
+from fastdatomic._core.scan import Scan, MODE_CURRENT, MODE_HISTORY, extend_many
 from fastdatomic._core.segment import KeyBlock
 from fastdatomic.db.database import prefix_end
 from fastdatomic.db.segments import SegmentStore
@@ -254,3 +255,111 @@ def test_extend_refuses_rows_it_cannot_walk():
     assert scan().extend([(2,), (1,)], 0, (2,)) is None          # not ascending
     assert scan().extend([(1,), ("x",)], 0, (2,)) is None        # not an entity id
     assert scan().extend([], 0, (2,)) == []
+
+
+# --- extend_many: several patterns on one sorted ?e in one walk -------------------------
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9), nscans=st.integers(1, 4), mode=st.sampled_from(
+    [MODE_CURRENT, MODE_HISTORY]))
+def test_extend_many_is_a_join_of_every_scan(seed, nscans, mode):
+    # Each scan reads one attribute (AEVT), as the engine uses it; entities may have no,
+    # one or several datoms of an attribute (a product then), and rows repeat entities.
+    rnd = random.Random(seed)
+    ds = _datoms(rnd, rnd.choice([200, 1500]), rnd.choice([30, 500]), 6)
+    keys = [encode_key(INDEX_AEVT, e, a, TYPE_STRING, f"s{v}", tx, added)
+            for e, a, v, tx, added in ds]
+    max_tx = rnd.choice([10**6, 125])
+    visible = [decode_key(INDEX_AEVT, k) for k in _model(keys, b"", None, mode, max_tx, -1)]
+    specs, per_scan = [], []
+    for s in range(nscans):
+        a = 70 + s % 3
+        start = encode_id(a)
+        segs, root, runs = _sources(rnd, list(keys), rnd.random() < 0.5, rnd.randrange(0, 4),
+                                    False)
+        if root is None and not runs:
+            runs = [KeyBlock.from_keys(keys)]
+        sc = Scan(INDEX_AEVT, TreeCursor(segs, root, start) if root is not None else None,
+                  tuple(runs), start, prefix_end(start), mode, max_tx, -1)
+        fields = rnd.choice([(2,), (), (2, 3), (0,)])
+        specs.append((sc, fields, None, None, True, None, True))
+        full = [(d.e, d.a, d.v, d.tx, d.added) for d in visible if d.a == a]
+        per_scan.append([(t[0], tuple(t[f] for f in fields)) for t in full])
+    es = sorted(rnd.choice([e for e, *_ in ds] + [10**9]) for _ in range(rnd.randrange(1, 60)))
+    rows = [(e, f"r{i}") for i, e in enumerate(es)]
+    want = []
+    for e in dict.fromkeys(es):
+        combos = [()]
+        for matches in per_scan:
+            combos = [c + vals for c in combos for ee, vals in matches if ee == e]
+        for r in rows:
+            if r[0] == e:
+                want.extend(r + c for c in combos)
+    got = extend_many(rows, 0, specs)
+    if nscans == 1:
+        # one scan keeps its own order: datom by datom, then row by row
+        assert sorted(got, key=repr) == sorted(want, key=repr)
+    else:
+        assert got == want
+
+
+def test_extend_many_refuses_what_it_cannot_walk():
+    keys = [encode_key(INDEX_AEVT, e, 70, TYPE_LONG, 1, 5, True) for e in (1, 2)]
+
+    def spec():
+        sc = Scan(INDEX_AEVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 9, -1)
+        return (sc, (2,), None, None, True, None, True)
+    assert extend_many([(2,), (1,)], 0, [spec(), spec()]) is None     # not ascending
+    assert extend_many([("x",)], 0, [spec()]) is None                 # not an entity id
+    assert extend_many([], 0, [spec()]) == []
+    with pytest.raises(ValueError, match="1 to 16 scans"):
+        extend_many([(1,)], 0, [])
+    two_attrs = [encode_key(INDEX_AEVT, e, a, TYPE_LONG, 1, 5, True) for a in (70, 71) for e in (1, 2)]
+    sc = Scan(INDEX_AEVT, None, (KeyBlock.from_keys(two_attrs),), b"", None, MODE_CURRENT, 9, -1)
+    with pytest.raises(ValueError, match="one attribute"):
+        extend_many([(1,), (2,)], 0, [(sc, (2,), None, None, True, None, True), spec()])
+
+
+# --- the value cache: a block keeps the strings scans decode from it --------------------
+
+def _name_block(n, length=8):
+    return KeyBlock.from_keys([encode_key(INDEX_AEVT, e, 72, TYPE_STRING, f"{e:0{length}d}", 9, True)
+                               for e in range(1, n + 1)])
+
+
+def _names(kb):
+    sc = Scan(INDEX_AEVT, None, (kb,), b"", None, MODE_CURRENT, 10**6, -1)
+    return [v for (v,) in sc.select((2,), -1)]
+
+
+def test_a_block_hands_out_the_same_string_objects_again():
+    kb = _name_block(50)
+    first, second = _names(kb), _names(kb)
+    assert first == second == [f"{e:08d}" for e in range(1, 51)]
+    assert all(a is b for a, b in zip(first, second))
+    # extend_many reads values through the same cache
+    sc = Scan(INDEX_AEVT, None, (kb,), b"", None, MODE_CURRENT, 10**6, -1)
+    ext = extend_many([(3,)], 0, [(sc, (2,), None, None, True, None, True)])
+    assert ext == [(3, "00000003")] and ext[0][1] is first[2]
+
+
+def test_the_segment_cache_charges_the_values_a_leaf_keeps():
+    # object-cache-max bounds decoded leaves and the strings they keep: a leaf whose
+    # value cache grew is charged for it when next fetched, and evicts others if need be
+    segs = _segs()
+    keys = [encode_key(INDEX_AEVT, e, 72, TYPE_STRING, f"name-{e}", 9, True) for e in range(1, 400)]
+    root, new = merge_tree(segs, None, KeyBlock.from_keys(keys))
+    segs.storage.put_blobs(new)
+    fresh = SegmentStore(segs.storage)
+    start = encode_id(72)
+    sc = Scan(INDEX_AEVT, TreeCursor(fresh, root, start), (), start, prefix_end(start),
+              MODE_CURRENT, 10**6, -1)
+    assert len(sc.select((2,), -1)) == 399
+    before = fresh.cached_bytes
+    leaves = [fresh.leaf(sid) for sid in list(fresh._cache) if type(fresh._cache[sid]) is KeyBlock]
+    kept = sum(kb.vals_bytes for kb in leaves)
+    assert kept > 399 * 56
+    assert fresh.cached_bytes == before + kept
+    fresh.cache_max_bytes = before           # now over budget: the oldest go
+    fresh.add_written(b"w" * 16, KeyBlock.from_keys([b"k"]), 1)
+    assert fresh.cached_bytes <= before

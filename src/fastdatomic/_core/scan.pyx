@@ -24,9 +24,10 @@ from fastdatomic._core.datom cimport Datom
 from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id, get_u64
 from fastdatomic._core.idset cimport IdSet, IdList, idset_has
 from cpython.long cimport PyLong_FromLongLong
-from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.ref cimport Py_INCREF
+from cpython.list cimport PyList_GET_ITEM
 from fastdatomic._core.rows cimport untrack_atomic
 from fastdatomic._core.segment cimport make_block
 from libc.string cimport memcpy
@@ -149,20 +150,6 @@ cdef object _key_field(int index, const unsigned char* p, Py_ssize_t n, Py_ssize
     return p[n - 1] != 0
 
 
-cdef inline tuple _append1(tuple row, object v):
-    # row + (v,) in one allocation
-    cdef Py_ssize_t n = PyTuple_GET_SIZE(row), i
-    cdef tuple t = PyTuple_New(n + 1)
-    cdef object x
-    for i in range(n):
-        x = <object>PyTuple_GET_ITEM(row, i)
-        Py_INCREF(x)
-        PyTuple_SET_ITEM(t, i, x)
-    Py_INCREF(v)
-    PyTuple_SET_ITEM(t, n, v)
-    return t
-
-
 cdef struct ValueFilter:
     # a scan's value tests on encoded bytes (NULL: no test); the bytes objects they
     # point into belong to the caller's arguments
@@ -228,6 +215,32 @@ cdef struct EntityWalk:
     int64_t attr        # AEVT: the attribute whose entities are being walked
 
 
+cdef struct Matches:
+    # the datoms one scan of ``extend_many`` matched: the position of each one's entity
+    # among the walked ids, ascending (their fields are kept in a list alongside)
+    Py_ssize_t* at
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int _matches_push(Matches* m, Py_ssize_t j) except -1:
+    cdef Py_ssize_t cap
+    cdef Py_ssize_t* grown
+    if m.n == m.cap:
+        cap = m.cap * 2 if m.cap else 1024
+        grown = <Py_ssize_t*>PyMem_Realloc(m.at, cap * sizeof(Py_ssize_t))
+        if grown == NULL:
+            raise MemoryError()
+        m.at = grown
+        m.cap = cap
+    m.at[m.n] = j
+    m.n += 1
+    return 0
+
+
+DEF MAX_EXTEND = 16     # scans one extend_many joins at once
+
+
 cdef class Scan:
     """An iterator of datoms over one index of one database value.
 
@@ -259,9 +272,11 @@ cdef class Scan:
     cdef bint tree_last         # the tree's current leaf reaches the end key
     cdef list held              # tree leaves left behind during the current group
     cdef readonly bint done     # advance() has found the end
-    # the key found by advance()
+    # the key found by advance(), and where: key out_k of source out_src
     cdef const unsigned char* out_p
     cdef Py_ssize_t out_n
+    cdef int out_src
+    cdef Py_ssize_t out_k
     # history mode de-duplication (a datom present in two sources)
     cdef bytes last_key
     # _min_source's memo: the source that was smallest, and the smallest other head
@@ -407,6 +422,8 @@ cdef class Scan:
         cdef int64_t tx
         cdef const unsigned char* best_p = NULL
         cdef Py_ssize_t best_n = 0
+        cdef int best_s = 0
+        cdef Py_ssize_t best_k = 0
         if self.mode == 1:
             if self.held is not None:
                 self.held = None
@@ -417,6 +434,8 @@ cdef class Scan:
                     return 0
                 p = self.base[s] + self.offs[s][self.pos[s]]
                 n = self.offs[s][self.pos[s] + 1] - self.offs[s][self.pos[s]]
+                self.out_src = s
+                self.out_k = self.pos[s]
                 self.pos[s] += 1
                 tx = key_tx(p, n)
                 if tx <= self.min_tx or tx > self.max_tx:
@@ -447,6 +466,8 @@ cdef class Scan:
                 if tx <= self.max_tx:
                     best_p = p
                     best_n = n
+                    best_s = s
+                    best_k = self.pos[s]
                 self.pos[s] += 1
                 s = self._min_source()
                 if s < 0:
@@ -458,7 +479,36 @@ cdef class Scan:
             if best_p != NULL and best_p[best_n - 1] == 1 and key_tx(best_p, best_n) > self.min_tx:
                 self.out_p = best_p
                 self.out_n = best_n
+                self.out_src = best_s
+                self.out_k = best_k
                 return 1
+
+    cdef object _field(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t es,
+                       Py_ssize_t vs, Py_ssize_t ve, int f):
+        # _key_field of the key advance() found, string values through its block's cache
+        cdef KeyBlock kb
+        cdef object v
+        cdef Py_ssize_t k = self.out_k, cap
+        if f != 2 or self.index == 3:
+            return _key_field(self.index, p, n, es, vs, ve, f)
+        kb = <KeyBlock>self.blocks[self.out_src]
+        # the tree's source block may have moved on to the next leaf within a group
+        if k >= kb.n or kb.base + kb.offs[k] != p:
+            return _key_field(self.index, p, n, es, vs, ve, f)
+        if kb.vals is not None:
+            v = <object>PyList_GET_ITEM(kb.vals, k)
+            if v is not None:
+                return v
+        v = _key_field(self.index, p, n, es, vs, ve, f)
+        if type(v) is str:
+            cap = 3 * kb.offs[kb.n]
+            if kb.vals_bytes + 56 + (ve - vs) <= cap:
+                if kb.vals is None:
+                    kb.vals = [None] * kb.n
+                    kb.vals_bytes = 8 * kb.n       # the slots
+                kb.vals[k] = v
+                kb.vals_bytes += 56 + (ve - vs)    # a compact str of that many bytes
+        return v
 
     cdef int _seek(self, bytes start, bytes end) except -1:
         # Reposition every source on [start, end): a new scan without rebuilding one.
@@ -787,16 +837,16 @@ cdef class Scan:
                 out.append(())
                 continue
             if nf == 1:
-                row = (_key_field(index, p, n, es, vs, ve, f[0]),)
+                row = (self._field(p, n, es, vs, ve, f[0]),)
             elif nf == 2:
-                row = (_key_field(index, p, n, es, vs, ve, f[0]),
-                       _key_field(index, p, n, es, vs, ve, f[1]))
+                row = (self._field(p, n, es, vs, ve, f[0]),
+                       self._field(p, n, es, vs, ve, f[1]))
             elif nf == 3:
-                row = (_key_field(index, p, n, es, vs, ve, f[0]),
-                       _key_field(index, p, n, es, vs, ve, f[1]),
-                       _key_field(index, p, n, es, vs, ve, f[2]))
+                row = (self._field(p, n, es, vs, ve, f[0]),
+                       self._field(p, n, es, vs, ve, f[1]),
+                       self._field(p, n, es, vs, ve, f[2]))
             else:
-                row = tuple([_key_field(index, p, n, es, vs, ve, f[k]) for k in range(nf)])
+                row = tuple([self._field(p, n, es, vs, ve, f[k]) for k in range(nf)])
             out.append(untrack_atomic(row))
         return out
 
@@ -809,7 +859,7 @@ cdef class Scan:
 
         The scan and the rows are both in entity order, so this walks them together and
         jumps the scan over entities no row holds: a pattern joined with what is bound,
-        with no intermediate relation.
+        with no intermediate relation. ``extend_many`` does several scans in one go.
 
         >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
         >>> from fastdatomic._core.segment import KeyBlock
@@ -818,74 +868,38 @@ cdef class Scan:
         >>> sc.extend([(1, "a"), (3, "c"), (3, "d"), (4, "e")], 0, (2,))
         [(1, 'a', 10), (3, 'c', 30), (3, 'd', 30)]
         """
-        cdef Py_ssize_t nrows = len(rows), i, k, nf, rj, seen = 0
-        cdef Py_ssize_t n, es, vs, ve
-        cdef int64_t* ids
-        cdef int f[5]
-        cdef int w
-        cdef int index = self.index
+        return extend_many(rows, col, [(self, fields, v_eq, v_lo, lo_incl, v_hi, hi_incl)],
+                           check)
+
+    cdef int _match(self, EntityWalk* walk, Py_ssize_t nf, const int* f,
+                    const ValueFilter* vf, object check, Matches* m, list vals) except -1:
+        # Walk this scan along ``walk``'s sorted entity ids: every visible datom of one of
+        # them that passes ``vf`` is recorded as its id's position (in ``m``) and its
+        # ``nf`` fields (appended to ``vals``).
+        cdef Py_ssize_t seen = 0, n, k
+        cdef Py_ssize_t es = 0 if self.index == 0 else 8
         cdef const unsigned char* p
-        cdef ValueFilter vf
-        cdef EntityWalk walk
-        cdef list out = []
-        cdef tuple row, t
-        if index != 0 and index != 1:
+        cdef int w
+        if self.index != 0 and self.index != 1:
             raise ValueError("extend reads the EAVT or AEVT index")
-        nf = _parse_fields(fields, f)
-        _value_filter(&vf, v_eq, v_lo, lo_incl, v_hi, hi_incl)
-        if nrows == 0:
-            return out
-        ids = <int64_t*>PyMem_Malloc(nrows * sizeof(int64_t))
-        if ids == NULL:
-            raise MemoryError()
-        try:
-            for i in range(nrows):
-                v = (<tuple>rows[i])[col]
-                if type(v) is not int:
-                    return None
-                try:
-                    ids[i] = <int64_t>v
-                except OverflowError:
-                    return None
-                if i and ids[i] < ids[i - 1]:
-                    return None
-            walk.ids = ids
-            walk.n = nrows
-            walk.i = 0
-            walk.attr = 0
-            es = 0 if index == 0 else 8
-            while self.advance():
-                seen += 1
-                if check is not None and seen % 65536 == 0:
-                    check()
-                p = self.out_p
-                n = self.out_n
-                w = self._walk(&walk, p)
-                if w < 0:
-                    break
-                if w == 0:
-                    continue
-                vs = 16
-                ve = n - 9
-                if not _value_passes(&vf, p + vs, ve - vs):
-                    continue
-                if nf == 1:
-                    v1 = _key_field(index, p, n, es, vs, ve, f[0])
-                elif nf > 1:
-                    t = tuple([_key_field(index, p, n, es, vs, ve, f[k]) for k in range(nf)])
-                rj = walk.i
-                while rj < nrows and ids[rj] == ids[walk.i]:
-                    row = <tuple>rows[rj]
-                    if nf == 0:
-                        out.append(row)
-                    elif nf == 1:
-                        out.append(untrack_atomic(_append1(row, v1)))
-                    else:
-                        out.append(untrack_atomic(row + t))
-                    rj += 1
-            return out
-        finally:
-            PyMem_Free(ids)
+        while self.advance():
+            seen += 1
+            if check is not None and seen % 65536 == 0:
+                check()
+            p = self.out_p
+            n = self.out_n
+            w = self._walk(walk, p)
+            if w < 0:
+                break
+            if w == 0:
+                continue
+            # the value sits between the two 8-byte ids and the 9-byte tx/added tail
+            if not _value_passes(vf, p + 16, n - 25):
+                continue
+            _matches_push(m, walk.i)
+            for k in range(nf):
+                vals.append(self._field(p, n, es, 16, n - 9, f[k]))
+        return 0
 
     def take(self, Py_ssize_t limit=-1):
         """Up to ``limit`` datoms (all when negative) as a list."""
@@ -895,6 +909,174 @@ cdef class Scan:
             out.append(decode_key_ptr(self.index, self.out_p, self.out_n))
             c += 1
         return out
+
+
+def extend_many(list rows, Py_ssize_t col, list specs, check=None):
+    """Join ``rows`` (ascending on the int entity id at ``col``) with several EAVT/AEVT
+    scans at once: a row comes back for each combination of its entity's matching datoms,
+    one from every scan, extended by each datom's fields in ``specs`` order. ``None`` when
+    the rows are not ascending ints.
+
+    ``specs`` holds ``(scan, fields, v_eq, v_lo, lo_incl, v_hi, hi_incl)`` per scan (the
+    value filters as in ``Scan.select``). ``[?e :a ?x] [?e :b ?y]`` on an ``?e`` relation
+    in entity order is one call: each row is built once, with both values, instead of
+    once per pattern.
+
+    >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
+    >>> from fastdatomic._core.segment import KeyBlock
+    >>> def scan(a, es):
+    ...     keys = [encode_key(INDEX_AEVT, e, a, TYPE_LONG, e * a, 5, True) for e in es]
+    ...     return Scan(INDEX_AEVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 9, -1)
+    >>> spec = lambda sc: (sc, (2,), None, None, True, None, True)
+    >>> extend_many([(1,), (2,), (3,)], 0, [spec(scan(10, (1, 2, 3))), spec(scan(20, (1, 3)))])
+    [(1, 10, 20), (3, 30, 60)]
+    """
+    cdef Py_ssize_t nrows = len(rows), nu = 0, i, j, k, s, nspec = len(specs), width, rj, c
+    cdef int64_t x
+    cdef int64_t* ids = NULL        # each distinct entity once, ascending
+    cdef Py_ssize_t* first = NULL   # ids[j]'s rows: rows[first[j]:first[j + 1]]
+    cdef Matches m[MAX_EXTEND]
+    cdef ValueFilter vf[MAX_EXTEND]
+    cdef int f[MAX_EXTEND][5]
+    cdef Py_ssize_t nf[MAX_EXTEND]
+    cdef Py_ssize_t lo[MAX_EXTEND]   # scan s's matches of ids[j]: m[s].at[lo[s]:hi[s]]
+    cdef Py_ssize_t hi[MAX_EXTEND]
+    cdef Py_ssize_t cur[MAX_EXTEND]  # the combination being emitted
+    cdef EntityWalk walk
+    cdef list vals = [], out = []
+    cdef list v
+    cdef tuple row, t
+    cdef Scan sc
+    cdef bint extra
+    if nspec < 1 or nspec > MAX_EXTEND:
+        raise ValueError(f"extend_many joins 1 to {MAX_EXTEND} scans, not {nspec}")
+    if nrows == 0:
+        return out
+    for s in range(nspec):
+        m[s].at = NULL
+        m[s].n = m[s].cap = 0
+    ids = <int64_t*>PyMem_Malloc(nrows * sizeof(int64_t))
+    first = <Py_ssize_t*>PyMem_Malloc((nrows + 1) * sizeof(Py_ssize_t))
+    try:
+        if ids == NULL or first == NULL:
+            raise MemoryError()
+        for i in range(nrows):
+            e = (<tuple>rows[i])[col]
+            if type(e) is not int:
+                return None
+            try:
+                x = <int64_t>e
+            except OverflowError:
+                return None
+            if nu and x == ids[nu - 1]:
+                continue
+            if nu and x < ids[nu - 1]:
+                return None
+            ids[nu] = x
+            first[nu] = i
+            nu += 1
+        first[nu] = nrows
+        extra = False
+        for s in range(nspec):
+            sc, fields, v_eq, v_lo, lo_incl, v_hi, hi_incl = specs[s]
+            nf[s] = _parse_fields(fields, f[s])
+            extra = extra or nf[s] > 0
+            # the filter points into the bytes in ``specs``, alive until we return
+            _value_filter(&vf[s], v_eq, v_lo, lo_incl, v_hi, hi_incl)
+            walk.ids = ids
+            walk.n = nu
+            walk.i = 0
+            walk.attr = 0
+            v = []
+            sc._match(&walk, nf[s], f[s], &vf[s], check, &m[s], v)
+            vals.append(v)
+        width = 0
+        for s in range(nspec):
+            lo[s] = hi[s] = 0
+            width += nf[s]
+        if nspec == 1:
+            # one scan: rows in the scan's order (an AEVT scan of several attributes
+            # walks the entities once per attribute)
+            for k in range(m[0].n):
+                j = m[0].at[k]
+                cur[0] = k
+                for rj in range(first[j], first[j + 1]):
+                    row = <tuple>rows[rj]
+                    out.append(untrack_atomic(_extended(row, width, 1, nf, cur, vals))
+                               if extra else row)
+            return out
+        for s in range(nspec):
+            for k in range(1, m[s].n):
+                if m[s].at[k] < m[s].at[k - 1]:
+                    raise ValueError("extend_many: each scan must read one attribute "
+                                     "in entity order")
+        for j in range(nu):
+            # each scan's run of matches for ids[j]; none in one scan: the entity drops
+            c = 1
+            for s in range(nspec):
+                k = hi[s]
+                while k < m[s].n and m[s].at[k] < j:
+                    k += 1
+                lo[s] = k
+                while k < m[s].n and m[s].at[k] == j:
+                    k += 1
+                hi[s] = k
+                if k == lo[s]:
+                    c = 0
+            if c == 0:
+                continue
+            for rj in range(first[j], first[j + 1]):
+                row = <tuple>rows[rj]
+                if not extra:
+                    # existence only: the row itself, once per combination of datoms
+                    c = 1
+                    for s in range(nspec):
+                        c *= hi[s] - lo[s]
+                    for k in range(c):
+                        out.append(row)
+                    continue
+                for s in range(nspec):
+                    cur[s] = lo[s]
+                while True:
+                    t = _extended(row, width, nspec, nf, cur, vals)
+                    out.append(untrack_atomic(t))
+                    # the next combination, last scan fastest
+                    s = nspec - 1
+                    while s >= 0:
+                        cur[s] += 1
+                        if cur[s] < hi[s]:
+                            break
+                        cur[s] = lo[s]
+                        s -= 1
+                    if s < 0:
+                        break
+        return out
+    finally:
+        PyMem_Free(ids)
+        PyMem_Free(first)
+        for s in range(nspec):
+            PyMem_Free(m[s].at)
+
+
+cdef tuple _extended(tuple row, Py_ssize_t width, Py_ssize_t nspec, const Py_ssize_t* nf,
+                     const Py_ssize_t* cur, list vals):
+    # row + the fields of datom cur[s] of every scan s, in one allocation
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(row), i, s, k, at = n
+    cdef tuple t = PyTuple_New(n + width)
+    cdef object x
+    cdef list v
+    for i in range(n):
+        x = <object>PyTuple_GET_ITEM(row, i)
+        Py_INCREF(x)
+        PyTuple_SET_ITEM(t, i, x)
+    for s in range(nspec):
+        v = <list>vals[s]
+        for k in range(nf[s]):
+            x = v[cur[s] * nf[s] + k]
+            Py_INCREF(x)
+            PyTuple_SET_ITEM(t, at, x)
+            at += 1
+    return t
 
 
 def keys_after_tx(KeyBlock kb, int64_t tx):

@@ -9,6 +9,12 @@ cdef class KeyBlock:
     cdef bytes _offs
     cdef const unsigned char* base
     cdef const uint32_t* offs
+    # Decoded string values by key position (None until a scan decodes one), so a
+    # query repeated over the same segment reuses the same str objects (no decode, the
+    # hash already computed). ``vals_bytes`` (about what they take) stays within 3 x
+    # the key bytes; the segment cache charges it against object-cache-max.
+    cdef list vals
+    cdef readonly Py_ssize_t vals_bytes
 
 
 cdef class DirNode:

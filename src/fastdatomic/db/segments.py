@@ -16,6 +16,11 @@ from fastdatomic.errors import StorageCorruptError
 __all__ = ["SegmentStore", "new_segment_id", "DEFAULT_CACHE_BYTES"]
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+# What a cached segment costs against ``object-cache-max``: twice its encoded size (the
+# decoded keys and offsets), plus the string values queries have decoded from a leaf
+# and it keeps for the next query (``KeyBlock.vals_bytes``, counted when the leaf is
+# next fetched).
+CHARGE = 2
 
 
 def new_segment_id() -> bytes:
@@ -43,6 +48,7 @@ class SegmentStore:
         self.cache_max_bytes = cache_max_bytes
         self._cache: OrderedDict[bytes, object] = OrderedDict()
         self._sizes: dict[bytes, int] = {}
+        self._vals: dict[bytes, int] = {}    # value-cache bytes charged per leaf
         self.cached_bytes = 0
         self.hits = 0
         self.misses = 0
@@ -56,6 +62,8 @@ class SegmentStore:
                 self._cache.move_to_end(seg_id)
             except KeyError:  # evicted by another thread in between: harmless
                 pass
+            if type(node) is KeyBlock and node.vals_bytes != self._vals.get(seg_id, 0):
+                self._charge_values(seg_id, node.vals_bytes)
             return node
         self.misses += 1
         raw = self.storage.get(seg_id)
@@ -65,7 +73,7 @@ class SegmentStore:
                 hint="the storage was changed outside fastdatomic, or gc-storage ran with a too-recent cutoff",
             )
         node = decode(raw)
-        self._remember(seg_id, node, len(raw) * 2)
+        self._remember(seg_id, node, len(raw) * CHARGE)
         return node
 
     def _remember(self, seg_id: bytes, node, size: int):
@@ -75,9 +83,22 @@ class SegmentStore:
             self._cache[seg_id] = node
             self._sizes[seg_id] = size
             self.cached_bytes += size
-            while self.cached_bytes > self.cache_max_bytes and len(self._cache) > 1:
-                old, _ = self._cache.popitem(last=False)
-                self.cached_bytes -= self._sizes.pop(old)
+            self._evict()
+
+    def _charge_values(self, seg_id: bytes, vals_bytes: int):
+        # a leaf's value cache grew since it was last charged
+        with self._lock:
+            if seg_id not in self._sizes:
+                return
+            self.cached_bytes += vals_bytes - self._vals.get(seg_id, 0)
+            self._vals[seg_id] = vals_bytes
+            self._evict()
+
+    def _evict(self):
+        # the lock is held
+        while self.cached_bytes > self.cache_max_bytes and len(self._cache) > 1:
+            old, _ = self._cache.popitem(last=False)
+            self.cached_bytes -= self._sizes.pop(old) + self._vals.pop(old, 0)
 
     def leaf(self, seg_id: bytes) -> KeyBlock:
         """The decoded leaf segment ``seg_id``."""
@@ -89,7 +110,7 @@ class SegmentStore:
 
     def add_written(self, seg_id: bytes, node, size: int):
         """Cache a segment this process has just written (saves a read-back)."""
-        self._remember(seg_id, node, size * 2)
+        self._remember(seg_id, node, size * CHARGE)
 
     @property
     def hit_ratio(self) -> float:
