@@ -28,7 +28,7 @@ from fastdatomic._core.idset import IdSet, IdList
 from fastdatomic._core.join import (
     hash_join, merge_join, product, semi_join, group_by, column, sort_on,
 )
-from fastdatomic._core.scan import Scan
+from fastdatomic._core.scan import Scan, extend_many
 from fastdatomic.db.database import Database
 from fastdatomic.errors import FastDatomicError
 from fastdatomic.query.ast import (
@@ -121,7 +121,7 @@ class Ctx:
     """One evaluation scope: relations, sources, rules, deadline."""
 
     __slots__ = ("rels", "sources", "rules", "deadline", "tables", "counts", "ticks",
-                 "ranges", "satisfied", "remaining", "keep")
+                 "ranges", "satisfied", "remaining", "keep", "fused")
 
     def __init__(self, sources, rules, deadline, tables=None, counts=None):
         self.rels = []
@@ -139,6 +139,8 @@ class Ctx:
         # a pattern leaves out a variable nothing later reads
         self.remaining = None
         self.keep = None
+        # the later patterns a pattern joined in its own walk (_companions), for explain
+        self.fused = []
 
     def child(self, sources=None):
         c = Ctx(self.sources if sources is None else sources, self.rules, self.deadline,
@@ -381,7 +383,9 @@ def _pattern_db(ctx, clause, db):
     if type(e) is Variable and e in bound:
         r = ctx.rel_of(e)
         if r.sorted_on == e and attr is not None and not eqs and 3 not in cvals \
-                and 4 not in cvals:
+                and 4 not in cvals and not any(type(x) is Variable and x != e and x in bound
+                                               for x in elems):
+            # (a value already bound is a join on two columns: the hash join's job)
             e_rel = r
         else:
             e_ids = IdSet.of_column(r.rows, r.vars.index(e))
@@ -510,7 +514,8 @@ def _pattern_db(ctx, clause, db):
             fields = [f for i, f in enumerate(fields) if i not in drop]
     if e_rel is not None and c_all and datoms_index == INDEX_AEVT and (
             2 not in cvals or "v_eq" in sel):
-        rel = _extend_sorted(ctx, e, e_rel, streams[0], out_vars, fields, sel, vrange)
+        rel = _extend_sorted(ctx, clause, db, e, e_rel, streams[0], out_vars, fields, sel,
+                             vrange)
         if rel is not None:
             return rel
         # not ascending ints after all: read the pattern as usual
@@ -599,21 +604,69 @@ def _satisfied(ctx, vrange):
         ctx.satisfied.update(id(b.clause) for b in vrange[4])
 
 
-def _extend_sorted(ctx, e, e_rel, scan, out_vars, fields, sel, vrange):
+def _extend_sorted(ctx, clause, db, e, e_rel, scan, out_vars, fields, sel, vrange):
     """?e's relation is in entity order, like the pattern's AEVT scan: its rows extended
-    in one walk (``Scan.extend``), taking its place; None when its ?e values are not
-    ascending ints after all."""
+    in one walk (``extend_many``), taking its place, together with the later patterns
+    ``_companions`` finds; None when its ?e values are not ascending ints after all."""
     rest = [(x, f) for x, f in zip(out_vars, fields) if x != e]
-    ext = {k: sel[k] for k in ("v_eq", "v_lo", "lo_incl", "v_hi", "hi_incl") if k in sel}
-    joined = scan.extend(e_rel.rows, e_rel.vars.index(e), [_FIELDS.index(f) for _, f in rest],
-                         check=ctx.check, **ext)
+    specs = [(scan, [_FIELDS.index(f) for _, f in rest], sel.get("v_eq"), sel.get("v_lo"),
+              sel.get("lo_incl", True), sel.get("v_hi"), sel.get("hi_incl", True))]
+    new_vars = [x for x, _ in rest]
+    fused = _companions(ctx, clause, db, e, set(e_rel.vars) | set(new_vars))
+    for c, cscan, x in fused:
+        if x is not None:
+            new_vars.append(x)
+        specs.append((cscan, (2,) if x is not None else (), None, None, True, None, True))
+    joined = extend_many(e_rel.rows, e_rel.vars.index(e), specs, ctx.check)
     if joined is None:
         return None
+    for c, _, _ in fused:
+        ctx.remaining.remove(c)
+        ctx.fused.append(c)
     _satisfied(ctx, vrange)
-    rel = Rel(e_rel.vars + tuple(x for x, _ in rest), joined)
+    rel = Rel(e_rel.vars + tuple(new_vars), joined)
     rel.sorted_on = e
     rel.absorbs = e_rel
     return rel
+
+
+def _companions(ctx, clause, db, e, taken):
+    """The later patterns ``[?e :attr ?x]`` (or ``[?e :attr _]``) on ``clause``'s source
+    that only add a fresh variable to each ?e: the walk that joins ``clause`` joins
+    them too, so each row is built once, not once per pattern (the result is the same
+    in any order; the planner would have taken them next, as nothing in them narrows
+    ?e). ``[(c, its AEVT scan, ?x or None)]``; ``?x`` left out when nothing else reads it."""
+    found = []
+    if not ctx.remaining:
+        return found
+    for c in ctx.remaining:
+        if type(c) is not Pattern or c.source != clause.source or len(c.elements) != 3:
+            continue
+        ce, ca, cv = c.elements
+        if ce != e or type(ca) is not Constant or (
+                type(cv) is Variable and (cv in taken or cv in ctx.ranges)) or \
+                type(cv) not in (Variable, Placeholder):
+            continue
+        try:
+            scan = db.datoms("aevt", db.attribute(_kwish(ca.value)).id)
+        except (KeyError, TypeError, FastDatomicError):
+            continue                   # the pattern's own run reports it
+        if type(scan) is not Scan:
+            continue                   # a filtered database: read datom by datom
+        if type(cv) is Variable:
+            taken.add(cv)
+        found.append((c, scan, cv if type(cv) is Variable else None))
+        if len(found) == 15:
+            break
+    if found:
+        # a fresh variable no other clause and no find element reads is left out
+        mine = {id(c) for c, _, _ in found}
+        later = set(ctx.keep)
+        for c in ctx.remaining:
+            if id(c) not in mine and id(c) not in ctx.satisfied:
+                later |= free_vars(c)
+        found = [(c, a, x if x in later else None) for c, a, x in found]
+    return found
 
 
 def _entities_in_order(ctx, e, scan, field_idx, sel, vrange):
@@ -1330,8 +1383,12 @@ def _run(qry, inputs, timeout=None, trace=None):
         c = remaining.pop(i)
         _clause(ctx, c)
         if trace is not None:
-            trace.append({"clause": c.to_edn(), "estimate": cost,
-                          "rows": sum(len(r.rows) for r in ctx.rels)})
+            rows = sum(len(r.rows) for r in ctx.rels)
+            trace.append({"clause": c.to_edn(), "estimate": cost, "rows": rows})
+            for f in ctx.fused:
+                trace.append({"clause": f.to_edn(), "estimate": None, "rows": rows,
+                              "joined-with": c.to_edn()})
+        ctx.fused.clear()
     ctx.check()
     return parsed, ctx, sources, patterns
 
