@@ -12,6 +12,7 @@ of whose items is tracked can never be part of a reference cycle.
 cdef extern from "Python.h":
     int PyObject_GC_IsTracked(object o)
     void PyObject_GC_UnTrack(void* o)
+    void PyObject_GC_Track(void* o)
     Py_ssize_t PyTuple_GET_SIZE(object p)
     void* PyTuple_GET_ITEM(object p, Py_ssize_t pos)
 

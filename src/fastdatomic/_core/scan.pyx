@@ -27,8 +27,9 @@ from cpython.long cimport PyLong_FromLongLong
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.ref cimport Py_INCREF
-from cpython.list cimport PyList_GET_ITEM
-from fastdatomic._core.rows cimport untrack_atomic
+from cpython.ref cimport PyObject, Py_XDECREF
+from libc.stdlib cimport calloc
+from fastdatomic._core.rows cimport untrack_atomic, PyObject_GC_IsTracked, PyObject_GC_UnTrack, PyObject_GC_Track
 from fastdatomic._core.segment cimport make_block
 from libc.string cimport memcpy
 
@@ -217,10 +218,15 @@ cdef struct EntityWalk:
 
 cdef struct Matches:
     # the datoms one scan of ``extend_many`` matched: the position of each one's entity
-    # among the walked ids, ascending (their fields are kept in a list alongside)
+    # among the walked ids, ascending, and its fields (``vals``: owned references, nf
+    # per match). C arrays rather than lists, so the garbage collector, which runs
+    # several times while a query builds its rows, has no long young list to traverse.
     Py_ssize_t* at
     Py_ssize_t n
     Py_ssize_t cap
+    PyObject** vals
+    Py_ssize_t nv
+    Py_ssize_t vcap
 
 
 cdef int _matches_push(Matches* m, Py_ssize_t j) except -1:
@@ -236,6 +242,33 @@ cdef int _matches_push(Matches* m, Py_ssize_t j) except -1:
     m.at[m.n] = j
     m.n += 1
     return 0
+
+
+cdef int _matches_value(Matches* m, object v) except -1:
+    cdef Py_ssize_t cap
+    cdef PyObject** grown
+    if m.nv == m.vcap:
+        cap = m.vcap * 2 if m.vcap else 1024
+        grown = <PyObject**>PyMem_Realloc(m.vals, cap * sizeof(PyObject*))
+        if grown == NULL:
+            raise MemoryError()
+        m.vals = grown
+        m.vcap = cap
+    Py_INCREF(v)
+    m.vals[m.nv] = <PyObject*>v
+    m.nv += 1
+    return 0
+
+
+cdef void _matches_free(Matches* m):
+    cdef Py_ssize_t i
+    for i in range(m.nv):
+        Py_XDECREF(m.vals[i])
+    PyMem_Free(m.vals)
+    PyMem_Free(m.at)
+    m.vals = NULL
+    m.at = NULL
+    m.n = m.nv = m.cap = m.vcap = 0
 
 
 DEF MAX_EXTEND = 16     # scans one extend_many joins at once
@@ -495,18 +528,19 @@ cdef class Scan:
         # the tree's source block may have moved on to the next leaf within a group
         if k >= kb.n or kb.base + kb.offs[k] != p:
             return _key_field(self.index, p, n, es, vs, ve, f)
-        if kb.vals is not None:
-            v = <object>PyList_GET_ITEM(kb.vals, k)
-            if v is not None:
-                return v
+        if kb.vals != NULL and kb.vals[k] != NULL:
+            return <object>kb.vals[k]
         v = _key_field(self.index, p, n, es, vs, ve, f)
         if type(v) is str:
             cap = 3 * kb.offs[kb.n]
             if kb.vals_bytes + 56 + (ve - vs) <= cap:
-                if kb.vals is None:
-                    kb.vals = [None] * kb.n
+                if kb.vals == NULL:
+                    kb.vals = <PyObject**>calloc(kb.n, sizeof(PyObject*))
+                    if kb.vals == NULL:
+                        return v
                     kb.vals_bytes = 8 * kb.n       # the slots
-                kb.vals[k] = v
+                Py_INCREF(v)
+                kb.vals[k] = <PyObject*>v
                 kb.vals_bytes += 56 + (ve - vs)    # a compact str of that many bytes
         return v
 
@@ -872,10 +906,10 @@ cdef class Scan:
                            check)
 
     cdef int _match(self, EntityWalk* walk, Py_ssize_t nf, const int* f,
-                    const ValueFilter* vf, object check, Matches* m, list vals) except -1:
+                    const ValueFilter* vf, object check, Matches* m) except -1:
         # Walk this scan along ``walk``'s sorted entity ids: every visible datom of one of
         # them that passes ``vf`` is recorded as its id's position (in ``m``) and its
-        # ``nf`` fields (appended to ``vals``).
+        # ``nf`` fields (in ``m.vals``).
         cdef Py_ssize_t seen = 0, n, k
         cdef Py_ssize_t es = 0 if self.index == 0 else 8
         cdef const unsigned char* p
@@ -898,7 +932,7 @@ cdef class Scan:
                 continue
             _matches_push(m, walk.i)
             for k in range(nf):
-                vals.append(self._field(p, n, es, 16, n - 9, f[k]))
+                _matches_value(m, self._field(p, n, es, 16, n - 9, f[k]))
         return 0
 
     def take(self, Py_ssize_t limit=-1):
@@ -943,8 +977,7 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
     cdef Py_ssize_t hi[MAX_EXTEND]
     cdef Py_ssize_t cur[MAX_EXTEND]  # the combination being emitted
     cdef EntityWalk walk
-    cdef list vals = [], out = []
-    cdef list v
+    cdef list out = []
     cdef tuple row, t
     cdef Scan sc
     cdef bint extra
@@ -954,7 +987,11 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
         return out
     for s in range(nspec):
         m[s].at = NULL
-        m[s].n = m[s].cap = 0
+        m[s].vals = NULL
+        m[s].n = m[s].cap = m[s].nv = m[s].vcap = 0
+    # Out of the collector's sight while it grows (every collection meanwhile would walk
+    # it); its rows cannot reach it, and it is tracked again before anyone else has it.
+    PyObject_GC_UnTrack(<void*>out)
     ids = <int64_t*>PyMem_Malloc(nrows * sizeof(int64_t))
     first = <Py_ssize_t*>PyMem_Malloc((nrows + 1) * sizeof(Py_ssize_t))
     try:
@@ -987,9 +1024,7 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
             walk.n = nu
             walk.i = 0
             walk.attr = 0
-            v = []
-            sc._match(&walk, nf[s], f[s], &vf[s], check, &m[s], v)
-            vals.append(v)
+            sc._match(&walk, nf[s], f[s], &vf[s], check, &m[s])
         width = 0
         for s in range(nspec):
             lo[s] = hi[s] = 0
@@ -1002,7 +1037,7 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
                 cur[0] = k
                 for rj in range(first[j], first[j + 1]):
                     row = <tuple>rows[rj]
-                    out.append(untrack_atomic(_extended(row, width, 1, nf, cur, vals))
+                    out.append(untrack_atomic(_extended(row, width, 1, nf, cur, m))
                                if extra else row)
             return out
         for s in range(nspec):
@@ -1038,7 +1073,7 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
                 for s in range(nspec):
                     cur[s] = lo[s]
                 while True:
-                    t = _extended(row, width, nspec, nf, cur, vals)
+                    t = _extended(row, width, nspec, nf, cur, m)
                     out.append(untrack_atomic(t))
                     # the next combination, last scan fastest
                     s = nspec - 1
@@ -1055,24 +1090,24 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
         PyMem_Free(ids)
         PyMem_Free(first)
         for s in range(nspec):
-            PyMem_Free(m[s].at)
+            _matches_free(&m[s])
+        if not PyObject_GC_IsTracked(out):
+            PyObject_GC_Track(<void*>out)
 
 
 cdef tuple _extended(tuple row, Py_ssize_t width, Py_ssize_t nspec, const Py_ssize_t* nf,
-                     const Py_ssize_t* cur, list vals):
+                     const Py_ssize_t* cur, const Matches* m):
     # row + the fields of datom cur[s] of every scan s, in one allocation
     cdef Py_ssize_t n = PyTuple_GET_SIZE(row), i, s, k, at = n
     cdef tuple t = PyTuple_New(n + width)
     cdef object x
-    cdef list v
     for i in range(n):
         x = <object>PyTuple_GET_ITEM(row, i)
         Py_INCREF(x)
         PyTuple_SET_ITEM(t, i, x)
     for s in range(nspec):
-        v = <list>vals[s]
         for k in range(nf[s]):
-            x = v[cur[s] * nf[s] + k]
+            x = <object>m[s].vals[cur[s] * nf[s] + k]
             Py_INCREF(x)
             PyTuple_SET_ITEM(t, at, x)
             at += 1

@@ -1,4 +1,5 @@
 from libc.stdint cimport uint32_t, int64_t, uint64_t
+from cpython.ref cimport PyObject
 from libc.string cimport memcmp
 
 
@@ -9,11 +10,13 @@ cdef class KeyBlock:
     cdef bytes _offs
     cdef const unsigned char* base
     cdef const uint32_t* offs
-    # Decoded string values by key position (None until a scan decodes one), so a
+    # Decoded string values by key position (NULL until a scan decodes one), so a
     # query repeated over the same segment reuses the same str objects (no decode, the
-    # hash already computed). ``vals_bytes`` (about what they take) stays within 3 x
-    # the key bytes; the segment cache charges it against object-cache-max.
-    cdef list vals
+    # hash already computed). A C array of owned references, not a list: strings hold
+    # no references, so the garbage collector has nothing to look for in it.
+    # ``vals_bytes`` (about what they take) stays within 3 x the key bytes; the
+    # segment cache charges it against object-cache-max.
+    cdef PyObject** vals
     cdef readonly Py_ssize_t vals_bytes
 
 

@@ -19,7 +19,8 @@ True
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
+from cpython.ref cimport Py_XDECREF
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, int64_t, uint64_t, uint8_t
 
@@ -104,6 +105,14 @@ cdef class KeyBlock:
     >>> len(kb), kb[0], kb.upper_bound(b"k1")
     (2, b'k1', 1)
     """
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.vals != NULL:
+            for i in range(self.n):
+                Py_XDECREF(self.vals[i])
+            free(self.vals)
+            self.vals = NULL
 
     @staticmethod
     def from_keys(keys):
