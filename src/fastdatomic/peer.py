@@ -107,7 +107,10 @@ class _PeerDb:
         self.db = db
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
-        self.recent: dict[int, tuple] = {}
+        # t -> (db_before, db_after, keys), oldest first. An OrderedDict: dropping a plain
+        # dict's first key again and again leaves a run of deleted slots that every
+        # ``next(iter(d))`` walks (it was a tenth of the peer's time per transaction).
+        self.recent: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self.queues: list[TxReportQueue] = []
         self.gone = None
 
@@ -130,7 +133,7 @@ class _PeerDb:
         recent = self.recent
         recent[t] = (db, after, keys)
         if len(recent) > RECENT_REPORTS:
-            del recent[next(iter(recent))]    # inserted in t order: the first is the oldest
+            recent.popitem(last=False)        # inserted in t order: the first is the oldest
         if self.queues:
             # The tx id is on the transaction entity; tempids are not in the log record.
             datoms = _datoms(keys)
