@@ -38,6 +38,7 @@ its SCC, as a naive fixpoint would.
 from __future__ import annotations
 
 import operator
+import threading
 from collections import Counter
 
 from fastdatomic.query.ast import (
@@ -46,12 +47,20 @@ from fastdatomic.query.ast import (
 
 __all__ = ["Tables", "Strata", "call", "stratify", "stats", "reset_stats"]
 
-# Work done by rule evaluation, process-wide: tests read it to check that evaluation grows
+# Work done by rule evaluation, per thread (queries run concurrently, and ``+=`` on a
+# shared Counter would lose counts): tests read it to check that evaluation grows
 # linearly with the answers (wall-clock timings are too noisy to assert on).
 #   rounds      fixpoint iterations          seed_rows   seeds evaluated through bodies
 #   delta_rows  new answers pushed to sites  site_rows   rows stored at sites
 #   naive       whole-branch re-evaluations (branches with a recursive call inside or)
-_STATS = Counter()
+_LOCAL = threading.local()
+
+
+def _stats() -> Counter:
+    c = getattr(_LOCAL, "stats", None)
+    if c is None:
+        c = _LOCAL.stats = Counter()
+    return c
 
 _E = None
 
@@ -66,7 +75,7 @@ def _engine():
 
 
 def stats() -> dict:
-    """Counters of the rule-evaluation work done so far in this process.
+    """Counters of the rule-evaluation work this thread's queries have done so far.
 
     >>> reset_stats()
     >>> from fastdatomic.query.engine import q
@@ -75,7 +84,7 @@ def stats() -> dict:
     >>> stats()["seed_rows"]
     1
     """
-    return dict(_STATS)
+    return dict(_stats())
 
 
 def reset_stats() -> None:
@@ -84,7 +93,7 @@ def reset_stats() -> None:
     >>> reset_stats(); stats().get("rounds", 0)
     0
     """
-    _STATS.clear()
+    _stats().clear()
 
 
 # --- the call graph and its strata ----------------------------------------------------------
@@ -495,7 +504,7 @@ def _solve(ctx, tabs, scc):
         naive = scc in tabs.strata.naive_sccs
         while True:
             ctx.check()
-            _STATS["rounds"] += 1
+            _stats()["rounds"] += 1
             busy = False
             for t in list(tables):
                 if t.fresh:
@@ -539,7 +548,7 @@ def _seeded(ctx, t, br, seeds):
 
 
 def _eval_seeds(ctx, tabs, t, seeds):
-    _STATS["seed_rows"] += len(seeds)
+    _stats()["seed_rows"] += len(seeds)
     for b, (br, plan) in enumerate(zip(t.rule.branches, tabs.strata.plans[t.name])):
         if plan.arity_ok and not plan.naive:
             _run_from(ctx, tabs, t, b, 0, _seeded(ctx, t, br, seeds))
@@ -549,7 +558,7 @@ def _eval_whole(ctx, tabs, t):
     E = _engine()
     for br, plan in zip(t.rule.branches, tabs.strata.plans[t.name]):
         if plan.arity_ok and plan.naive and t.seeds:
-            _STATS["naive"] += 1
+            _stats()["naive"] += 1
             child = _seeded(ctx, t, br, t.seeds)
             for c in br.clauses:
                 E._clause(child, c)
@@ -595,7 +604,7 @@ def _enter_site(E, tabs, t, b, j, child, clause, live):
     seen = site.rows
     new = [r for r in dict.fromkeys(rows) if r not in seen]
     seen.update(new)
-    _STATS["site_rows"] += len(new)
+    _stats()["site_rows"] += len(new)
     by_key, key = site.by_key, site.key
     groups = {}
     for r in new:
@@ -610,7 +619,7 @@ def _enter_site(E, tabs, t, b, j, child, clause, live):
 def _push(ctx, tabs, u, delta):
     """Make ``delta`` (new answers of ``u``) known, and run it through the sites calling ``u``."""
     E = _engine()
-    _STATS["delta_rows"] += len(delta)
+    _stats()["delta_rows"] += len(delta)
     index, kf = u.index, u.keyf
     # Indexed first: rows reaching a site from here on meet these answers on arrival.
     groups = {}
