@@ -113,6 +113,8 @@ class _PeerDb:
         self.recent: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self.queues: list[TxReportQueue] = []
         self.gone = None
+        # t -> tempids of transactions whose novelty is on its way (TEMPIDS frames)
+        self.tempids: dict[int, dict] = {}
 
     def apply(self, records):
         """Apply log records (bytes, as stored) in order; older ones are skipped. ``t`` values are not contiguous (entity ids share the counter), so
@@ -134,11 +136,13 @@ class _PeerDb:
         recent[t] = (db, after, keys)
         if len(recent) > RECENT_REPORTS:
             recent.popitem(last=False)        # inserted in t order: the first is the oldest
+        tempids = self.tempids.pop(t, None) if self.tempids else None
         if self.queues:
-            # The tx id is on the transaction entity; tempids are not in the log record.
+            # The tx id is on the transaction entity; the tempids came just before, from
+            # the transactor (a log record has none: {} for what was read from the log).
             datoms = _datoms(keys)
             tx_id = next((d.v for d in datoms if d.a == DB_TX_UUID), None)
-            report = TxReport(db, after, datoms, {}, t, tx_id)
+            report = TxReport(db, after, datoms, tempids or {}, t, tx_id)
             for q in tuple(self.queues):
                 q.offer(report)
         return after
@@ -445,7 +449,7 @@ class PeerSystem:
         client.handshake = asyncio.get_running_loop().create_future()
         client.send(P.AUTH, 0, P.dumps({"cnonce": cnonce.hex(), "pid": os.getpid(),
                                         "mac": P.peer_mac(lease["secret"], nonce, cnonce),
-                                        "acks": 1}))
+                                        "acks": 1, "tempids": 1}))
         welcome = await client.handshake
         if welcome.get("mac") != P.transactor_mac(lease["secret"], cnonce, nonce):
             raise E.AuthenticationError("the transactor could not prove it holds the storage secret")
@@ -474,6 +478,16 @@ class PeerSystem:
                     req.answer(P.loads(payload, "REPLY"))
                 else:
                     req.fail(_error_from(payload))
+        elif kind == P.TEMPIDS:
+            if not any(p.queues for p in self.dbs.values()):
+                return                   # only tx reports use them
+            name, pairs = P.parse_tempids(payload)
+            pdb = self.dbs.get(name)
+            if pdb is not None and pdb.queues:
+                pending = pdb.tempids
+                if len(pending) > RECENT_REPORTS:
+                    pending.clear()      # never claimed (novelty lost with a connection)
+                pending.update(pairs)
         elif kind == P.INDEXED:
             msg = P.loads(payload, "INDEXED")
             pdb = self.dbs.get(msg.get("db"))

@@ -39,7 +39,7 @@ __all__ = [
     "UNSUBSCRIBE",
     "NOVELTY", "INDEXED", "CREATE_DB", "DELETE_DB", "LIST_DBS", "STATUS", "DB_GONE",
     "peer_mac", "transactor_mac", "dumps", "loads", "novelty_payload", "parse_novelty",
-    "acks_payload", "parse_acks",
+    "acks_payload", "parse_acks", "TEMPIDS", "tempids_payload", "parse_tempids",
     "error_payload", "KIND_NAMES",
 ]
 
@@ -61,6 +61,10 @@ TRANSACT_BIN = 16  # binary (``_core.txwire``): db, tx_id, db_id, then tx-data a
 SUBSCRIBE = 11     # {db, from_t}: novelty after from_t, then live -> REPLY {basis_t, db_id}
 UNSUBSCRIBE = 12   # {db}
 NOVELTY = 13       # binary: u16 name length, name, log record
+TEMPIDS = 17       # transactor -> peer (req_id 0): {db, tempids: [[t, tempids], ...]} of the
+                   # transactions whose NOVELTY follows, so every peer's tx reports carry
+                   # their tempids as in Datomic (a log record has none); sent to peers
+                   # whose AUTH says {"tempids": 1}
 INDEXED = 14       # {db, index_basis_t}: a new durable index is in storage
 DB_GONE = 15       # {db}: the database was deleted
 CREATE_DB = 20     # {db} -> REPLY {created}
@@ -171,6 +175,35 @@ def parse_acks(payload: bytes) -> list:
     if type(acks) is not list or (acks and (type(acks[0]) is not list or len(acks[0]) != 4)):
         raise ProtocolError("ACKS payload is not a list of [req_id, t, tempids, duplicate]")
     return acks
+
+
+def tempids_payload(name: str, pairs: list) -> bytes:
+    """The TEMPIDS payload: the tempids of each transaction ``t`` of one group commit.
+
+    >>> parse_tempids(tempids_payload("people", [[1001, {"ann": 17592186045418}]]))
+    ('people', [[1001, {'ann': 17592186045418}]])
+    """
+    return orjson.dumps({"db": name, "tempids": pairs}, option=orjson.OPT_NON_STR_KEYS,
+                        default=str)
+
+
+def parse_tempids(payload: bytes) -> tuple[str, list]:
+    """``(db name, [[t, tempids], ...])`` of a TEMPIDS payload; ``ProtocolError`` if it is
+    not one.
+
+    >>> parse_tempids(b'{"db": "x", "tempids": 3}')
+    Traceback (most recent call last):
+    ...
+    fastdatomic.errors.ProtocolError: TEMPIDS payload is not {db, tempids: [[t, {tempid: id}], ...]}
+    """
+    from fastdatomic.errors import ProtocolError
+    msg = loads(payload, "TEMPIDS")
+    name, pairs = msg.get("db"), msg.get("tempids")
+    if type(name) is not str or type(pairs) is not list or not all(
+            type(x) is list and len(x) == 2 and type(x[0]) is int and type(x[1]) is dict
+            for x in pairs):
+        raise ProtocolError("TEMPIDS payload is not {db, tempids: [[t, {tempid: id}], ...]}")
+    return name, pairs
 
 
 def error_payload(err: BaseException) -> bytes:

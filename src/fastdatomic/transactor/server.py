@@ -72,6 +72,7 @@ class PeerSession(asyncio.Protocol):
         self.name = "?"
         self.auth_timer = None
         self.acks = False       # the peer takes a group commit's acks in one ACKS frame
+        self.tempids = False    # ... and the tempids of every transaction (TEMPIDS)
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -196,6 +197,7 @@ class PeerSession(asyncio.Protocol):
             return
         self.authed = True
         self.acks = msg.get("acks") == 1
+        self.tempids = msg.get("tempids") == 1
         self.auth_timer.cancel()
         self.server.sessions.add(self)
         self.server.metrics.remote_peers.set(sum(1 for s in self.server.sessions if s.authed))
@@ -520,8 +522,10 @@ class Transactor:
         subs = self.subscribers.get(name, ())
         if entries:
             frames = [(P.NOVELTY, 0, P.novelty_payload(name, rec)) for _, _, rec in entries]
+            with_tempids = _with_tempids(name, outcomes, frames) if any(
+                s.tempids for s in subs) else frames
             for s in subs:
-                per_session[s] = list(frames)
+                per_session[s] = list(with_tempids if s.tempids else frames)
             self.published[name] = entries[-1][1]
         if event == "deleted":
             self.published.pop(name, None)
@@ -571,6 +575,22 @@ class Transactor:
             per_session.setdefault(session, []).append((P.ACKS, 0, payload))
         for s, items in per_session.items():
             s.send_many(items)
+
+
+def _with_tempids(name, outcomes, frames):
+    """``frames`` (one group commit's NOVELTY) after the TEMPIDS frame of its transactions:
+    a peer reads each transaction's tempids before its novelty builds the report."""
+    pairs = [[o.result["t"], o.result["tempids"]] for o in outcomes
+             if o.error is None and o.request.op == "tx" and isinstance(o.result, dict)
+             and not o.result.get("duplicate") and o.result.get("tempids")]
+    if not pairs:
+        return frames
+    try:
+        payload = P.tempids_payload(name, pairs)
+    except Exception:      # noqa: BLE001 - reports then say {} as before; novelty must go out
+        log.exception("cannot encode the tempids of %d transactions of %r", len(pairs), name)
+        return frames
+    return [(P.TEMPIDS, 0, payload)] + frames
 
 
 def _read_edn(text: str):
