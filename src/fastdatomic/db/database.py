@@ -525,9 +525,14 @@ class Database:
 
     def apply_keys(self, t: int, next_n: int, eavt_keys, flags) -> "Database":
         """A new value from a log record's keys (replay on a peer or a standby)."""
-        sink, touches_schema = sink_of_log(list(eavt_keys), list(flags), SCHEMA_ATTRS)
-        new = self._view(memindex=self.memindex.add(sink.keys(), sink.run_nbytes()),
-                         basis_t=t, next_n=next_n)
+        sink, touches_schema = sink_of_log(
+            eavt_keys if type(eavt_keys) is list else list(eavt_keys),
+            flags if type(flags) is list else list(flags), SCHEMA_ATTRS)
+        # _copy and three fields rather than _view(**changes): this runs per transaction
+        new = self._copy()
+        new.memindex = self.memindex.add(sink.keys(), sink.run_nbytes())
+        new.basis_t = t
+        new.next_n = next_n
         if touches_schema:
             new = _with_schema(new, load_schema(new))
         return new
