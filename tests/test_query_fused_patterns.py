@@ -128,3 +128,13 @@ def test_as_of_history_and_filtered_databases(conn, db):
     fay = q('[:find ?e . :where [?e :p/name "Fay"]]', now)
     filtered = now.filter(lambda _db, d: d.e != fay)
     assert q(qry, filtered) == {("Ann", "an"), ("Dee", "de"), ("Eve", "eva")}
+
+
+
+def test_a_sorted_entity_relation_then_an_indexed_value_lookup():
+    # ?e bound in entity order by a range scan, then [?e :person/age 25] looked up in
+    # AVET: read as a lookup and joined (this once failed with an UnboundLocalError)
+    from test_query_data import people
+    _, db, ids, _ = people()
+    qry = "[:find ?e ?s :where [?e :person/salary ?s] [(> ?s 1)] [?e :person/age 25]]"
+    assert q(qry, db) == {(ids["Bob"], 50000)}

@@ -337,10 +337,60 @@ def _attr_count(ctx, db, attr):
 
 
 def _pattern_db(ctx, clause, db):
+    """The relation of a data pattern on database ``db``: choose how to read (index,
+    probes, byte-level filters), then read the rows and finish the relation."""
     elems = clause.elements + (_PLACE,) * (5 - len(clause.elements))
     e, a, v, tx, added = elems
     bound = ctx.bound()
-    # constants to stored form
+    attr, cvals = _stored_constants(clause, db, elems)
+    if cvals is None:                  # a constant no datom can have
+        return Rel(_out_spec(elems)[0], [])
+    out_vars, pos, eqs = _out_spec(elems)
+    filters = [(_FIELDS[i], x) for i, x in cvals.items()]
+    fields = [_FIELDS[i] for i in pos]
+
+    # How to read: first the index and what to look up in it, then the filters the
+    # scan applies to key bytes, then the datom streams themselves.
+    e_rel, e_ids = _entity_binding(ctx, elems, attr, cvals, eqs, bound)
+    plan = _choose_plan(ctx, db, elems, attr, cvals, bound, e_rel, e_ids)
+    sel, vrange = _scan_filters(ctx, v, attr, cvals, plan, e_ids, bound)
+    streams, datoms_index, renamed = _open_streams(db, attr, cvals, plan, sel, vrange,
+                                                    e_rel)
+    filters, c_ok = _residual_filters(filters, sel, eqs, plan, attr)
+    c_all = c_ok and all(type(x) is Scan for x in streams)
+    if c_all and ctx.remaining is not None:
+        out_vars, fields = _drop_unread(ctx, out_vars, fields, vrange, bound)
+
+    # Reading: two special cases, then rows straight from the scans (or datom by datom).
+    if e_rel is not None and c_all and datoms_index == INDEX_AEVT and (
+            2 not in cvals or "v_eq" in sel):
+        rel = _extend_sorted(ctx, clause, db, e, e_rel, streams[0], out_vars, fields, sel,
+                             vrange)
+        if rel is not None:
+            return rel
+        # not ascending ints after all: read the pattern as usual
+        streams = [db.datoms("aevt", attr.id)]
+        e_ids = IdSet.of_column(e_rel.rows, e_rel.vars.index(e))
+        if e_ids is not None:
+            sel["e_in"] = e_ids
+    field_idx = [_FIELDS.index(f) for f in fields]
+    if c_all and plan is None and out_vars == [e] and datoms_index == INDEX_AVET and \
+            _joined_later(ctx, e):
+        return _entities_in_order(ctx, e, streams[0], field_idx, sel, vrange)
+    rows, all_scans = _read_rows(ctx, streams, renamed, fields, field_idx, sel, filters,
+                                 eqs, cvals, c_ok)
+    if all_scans and c_ok:
+        _satisfied(ctx, vrange)
+    return _finish_rel(ctx, e, out_vars, rows, sel, c_all, renamed, plan, datoms_index,
+                       e_ids)
+
+
+def _stored_constants(clause, db, elems):
+    """``(attr, cvals)``: the pattern's attribute (None unless a constant) and its
+    constants in stored form, ``{position: value}``; ``cvals`` is None when a constant
+    can match nothing (an entity that does not exist, a value not of the attribute, a
+    false ``added`` outside a history database)."""
+    a = elems[1]
     attr = None
     if type(a) is Constant:
         try:
@@ -355,82 +405,97 @@ def _pattern_db(ctx, clause, db):
         if i == 0 or i == 3:
             x = _resolve_e(db, x)
             if x is None:
-                return Rel(_out_spec(elems)[0], [])
+                return attr, None
         elif i == 1:
             x = attr.id
         elif i == 2:
             x = _coerce_v(db, attr, x)
             if x is _MISSING:
-                return Rel(_out_spec(elems)[0], [])
+                return attr, None
         cvals[i] = x
     if 4 in cvals and not db.is_history and cvals[4] is not True:
-        return Rel(_out_spec(elems)[0], [])
+        return attr, None
+    return attr, cvals
 
-    out_vars, pos, eqs = _out_spec(elems)
-    filters = [(_FIELDS[i], x) for i, x in cvals.items()]
-    fields = [_FIELDS[i] for i in pos]
 
-    # Index choice. `known` = a constant; `probe` = a var bound in the context whose
-    # values we look up one by one (when few compared with the attribute's datoms).
-    #   e known               -> EAVT [e a? v?]
-    #   a known, v known, AVET-indexed attr -> AVET [a v]
-    #   v known, ref attr (or a unknown and v an entity) -> VAET [v a?]
-    #   a known               -> AEVT [a]      (then filter v / tx)
-    #   nothing known         -> EAVT full scan (then filter)
-    # the entities ?e is bound to, as a C set (None: not bound, or not all int ids)
-    e_ids = None
-    e_rel = None     # the relation binding ?e, when it is sorted on ?e (Scan.extend)
-    if type(e) is Variable and e in bound:
-        r = ctx.rel_of(e)
-        if r.sorted_on == e and attr is not None and not eqs and 3 not in cvals \
-                and 4 not in cvals and not any(type(x) is Variable and x != e and x in bound
-                                               for x in elems):
-            # (a value already bound is a join on two columns: the hash join's job)
-            e_rel = r
-        else:
-            e_ids = IdSet.of_column(r.rows, r.vars.index(e))
+def _entity_binding(ctx, elems, attr, cvals, eqs, bound):
+    """``(e_rel, e_ids)`` for a ?e the context already binds: ``e_rel`` the relation
+    binding ?e when it is sorted on ?e and the pattern can extend it in one walk
+    (``Scan.extend``), else ``e_ids`` the entities ?e is bound to, as a C set (None: not
+    bound, or not all int ids)."""
+    e = elems[0]
+    if type(e) is not Variable or e not in bound:
+        return None, None
+    r = ctx.rel_of(e)
+    if r.sorted_on == e and attr is not None and not eqs and 3 not in cvals \
+            and 4 not in cvals and not any(type(x) is Variable and x != e and x in bound
+                                           for x in elems):
+        # (a value already bound is a join on two columns: the hash join's job)
+        return r, None
+    return None, IdSet.of_column(r.rows, r.vars.index(e))
 
-    def probe_var(el, i):
-        if type(el) is not Variable or el not in bound:
-            return None
-        if i == 0 and e_rel is not None:
-            return None            # joined by walking the sorted relation instead
-        if i == 0 and e_ids is not None:
-            n = len(e_ids)
-            if n <= PROBE_SMALL or (attr is not None and
-                                    n * PROBE_RATIO < _attr_count(ctx, db, attr)):
-                return e_ids.sorted()      # probed in order: rows come out sorted on ?e
-            return None
-        vals = ctx.values_of(el)
-        if len(vals) <= PROBE_SMALL:
-            return vals
-        if attr is not None and len(vals) * PROBE_RATIO < _attr_count(ctx, db, attr):
-            return vals
+
+def _probe_values(ctx, db, attr, bound, el, i, e_rel, e_ids):
+    """The values of ``el`` (at position ``i``) to look up one by one, when it is a
+    variable the context binds to few values compared with the attribute's datoms;
+    else None (the pattern is scanned instead)."""
+    if type(el) is not Variable or el not in bound:
         return None
+    if i == 0 and e_rel is not None:
+        return None            # joined by walking the sorted relation instead
+    if i == 0 and e_ids is not None:
+        n = len(e_ids)
+        if n <= PROBE_SMALL or (attr is not None and
+                                n * PROBE_RATIO < _attr_count(ctx, db, attr)):
+            return e_ids.sorted()      # probed in order: rows come out sorted on ?e
+        return None
+    vals = ctx.values_of(el)
+    if len(vals) <= PROBE_SMALL:
+        return vals
+    if attr is not None and len(vals) * PROBE_RATIO < _attr_count(ctx, db, attr):
+        return vals
+    return None
 
-    plan = None  # (index, position being probed or None, values)
+
+def _choose_plan(ctx, db, elems, attr, cvals, bound, e_rel, e_ids):
+    """The index lookups: ``(index, position looked up, values)``, or None to scan (one
+    attribute's AEVT, an AVET value range, or all of EAVT; see ``_open_streams``).
+
+    `known` = a constant; `probe` = a var bound in the context whose values we look up
+    one by one (when few compared with the attribute's datoms).
+      e known               -> EAVT [e a? v?]
+      a known, v known, AVET-indexed attr -> AVET [a v]
+      v known, ref attr (or a unknown and v an entity) -> VAET [v a?]
+      a known               -> AEVT [a]      (then filter v / tx)
+      nothing known         -> EAVT full scan (then filter)
+    """
+    e, a, v = elems[0], elems[1], elems[2]
     if 0 in cvals:
-        plan = ("eavt", 0, [cvals[0]])
-    else:
-        vals = probe_var(e, 0)
-        if vals is not None:
-            plan = ("eavt", 0, vals)
-    if plan is None and attr is not None and (attr.indexed or attr.is_ref):
+        return ("eavt", 0, [cvals[0]])
+    vals = _probe_values(ctx, db, attr, bound, e, 0, e_rel, e_ids)
+    if vals is not None:
+        return ("eavt", 0, vals)
+    if attr is not None and (attr.indexed or attr.is_ref):
+        index = "avet" if attr.indexed else "vaet"
         if 2 in cvals:
-            plan = ("avet" if attr.indexed else "vaet", 2, [cvals[2]])
-        else:
-            vals = probe_var(v, 2)
-            if vals is not None:
-                plan = ("avet" if attr.indexed else "vaet", 2, vals)
-    if plan is None and attr is None and type(a) is Variable and a in bound:
+            return (index, 2, [cvals[2]])
+        vals = _probe_values(ctx, db, attr, bound, v, 2, e_rel, e_ids)
+        if vals is not None:
+            return (index, 2, vals)
+    if attr is None and type(a) is Variable and a in bound:
         vals = ctx.values_of(a)
         if len(vals) <= PROBE_SMALL:
-            plan = ("aevt", 1, vals)
+            return ("aevt", 1, vals)
+    return None
 
-    # Filters the scan applies to key bytes, before decoding (``Scan.select``):
-    #   e_in   entities already bound (a semi-join instead of decoding every datom)
-    #   v_eq   a constant value of a scanned attribute
-    #   range  comparison predicates on the value variable (query/ranges.py)
+
+def _scan_filters(ctx, v, attr, cvals, plan, e_ids, bound):
+    """``(sel, vrange)``: the filters the scan applies to key bytes, before decoding
+    (``Scan.select`` keywords), and the encoded value range from ``ctx.ranges`` (or None):
+      e_in   entities already bound (a semi-join instead of decoding every datom)
+      v_eq   a constant value of a scanned attribute
+      range  comparison predicates on the value variable (query/ranges.py)
+    """
     sel = {}
     vrange = None
     if plan is None and attr is not None:
@@ -440,95 +505,99 @@ def _pattern_db(ctx, clause, db):
             enc = _encoded_const(attr, cvals[2])
             if enc is not None:
                 sel["v_eq"] = enc
-
     if attr is not None and type(v) is Variable and v not in bound and v in ctx.ranges:
         vrange = _ranges.encoded_range(ctx.ranges[v], attr.vtype)
         if vrange is not None:
             lo, lo_incl, hi, hi_incl, _ = vrange
             sel.update(v_lo=lo, lo_incl=lo_incl, v_hi=hi, hi_incl=hi_incl)
-    renamed = {}   # stream number -> the bound value its entity id was resolved from
+    return sel, vrange
+
+
+def _open_streams(db, attr, cvals, plan, sel, vrange, e_rel):
+    """``(streams, datoms_index, renamed)``: the datom streams to read (one per probed
+    value, or the one scan without a plan), ``datoms_index`` the index of that one scan
+    (``INDEX_*``; None when probing), and ``renamed``: stream number -> the bound value
+    its entity id was resolved from."""
+    renamed = {}
     if plan is None:
         if vrange is not None and attr.indexed and "e_in" not in sel and e_rel is None:
-            datoms = db.encoded_value_range(attr.id, vrange[0], vrange[2])
-            datoms_index = INDEX_AVET
-        elif attr is not None:
-            datoms = db.datoms("aevt", attr.id)
-            datoms_index = INDEX_AEVT
-        else:
-            datoms = db.datoms("eavt")
-            datoms_index = INDEX_EAVT
-        streams = [datoms]
-    else:
-        index, p, vals = plan
-        streams = []
-        for x in vals:
-            if p == 0:
-                given = x
-                x = _resolve_e(db, x)
-                if x is None:
-                    continue
-                if x is not given and x != given:
-                    # ?e is bound to an ident or lookup ref: rows must carry that value
-                    # to join with the relation that bound it
-                    renamed[len(streams)] = given
-                comps = (x,) if attr is None else (x, attr.id)
-                if attr is not None and 2 in cvals:
-                    comps = (x, attr.id, cvals[2])
-            elif p == 2:
-                x = _coerce_v(db, attr, x)
-                if x is _MISSING:
-                    continue
-                comps = (attr.id, x) if index == "avet" else (x, attr.id)
-            else:  # attribute probe
-                try:
-                    x = db.attribute(x).id
-                except (KeyError, TypeError, FastDatomicError):
-                    continue
-                comps = (x,)
+            scan = db.encoded_value_range(attr.id, vrange[0], vrange[2])
+            return [scan], INDEX_AVET, renamed
+        if attr is not None:
+            return [db.datoms("aevt", attr.id)], INDEX_AEVT, renamed
+        return [db.datoms("eavt")], INDEX_EAVT, renamed
+    index, p, vals = plan
+    streams = []
+    for x in vals:
+        if p == 0:
+            given = x
+            x = _resolve_e(db, x)
+            if x is None:
+                continue
+            if x is not given and x != given:
+                # ?e is bound to an ident or lookup ref: rows must carry that value
+                # to join with the relation that bound it
+                renamed[len(streams)] = given
+            comps = (x,) if attr is None else (x, attr.id)
+            if attr is not None and 2 in cvals:
+                comps = (x, attr.id, cvals[2])
+        elif p == 2:
+            x = _coerce_v(db, attr, x)
+            if x is _MISSING:
+                continue
+            comps = (attr.id, x) if index == "avet" else (x, attr.id)
+        else:  # attribute probe
             try:
-                streams.append(db.datoms(index, *comps))
-            except (FastDatomicError, TypeError, ValueError, OverflowError):
-                continue  # a value that cannot be in this index matches nothing
-    rows = []
-    check = ctx.check
-    n = 0
-    # what the C scan cannot check: tx / added constants, repeated variables
+                x = db.attribute(x).id
+            except (KeyError, TypeError, FastDatomicError):
+                continue
+            comps = (x,)
+        try:
+            streams.append(db.datoms(index, *comps))
+        except (FastDatomicError, TypeError, ValueError, OverflowError):
+            continue  # a value that cannot be in this index matches nothing
+    return streams, None, renamed
+
+
+def _residual_filters(filters, sel, eqs, plan, attr):
+    """``(filters, c_ok)``: the constant filters left to check on decoded datoms (less a
+    value the scan compares as bytes), and whether the C scan does every check itself
+    (what it cannot check: tx / added constants, repeated variables)."""
     if "v_eq" in sel:
         filters = [(f, x) for f, x in filters if f != "v"]
     v_in_prefix = plan is not None and (plan[0] in ("avet", "vaet") or
                                         (plan[0] == "eavt" and attr is not None))
     c_ok = not eqs and all(f == "e" or f == "a" or (f == "v" and v_in_prefix)
                            for f, _ in filters)
-    c_all = c_ok and all(type(x) is Scan for x in streams)
-    if c_all and ctx.remaining is not None:
-        # Leave out a new variable that no later clause and no find element reads
-        # (results are sets over the find variables, so the rows lost are duplicates).
-        done = {id(b.clause) for b in vrange[4]} if vrange is not None else set()
-        later = set(ctx.keep)
-        for c in ctx.remaining:
-            if id(c) not in done and id(c) not in ctx.satisfied:
-                later |= free_vars(c)
-        drop = [i for i, x in enumerate(out_vars) if x not in later and x not in bound]
-        if drop and len(drop) < len(out_vars):
-            out_vars = [x for i, x in enumerate(out_vars) if i not in drop]
-            fields = [f for i, f in enumerate(fields) if i not in drop]
-    if e_rel is not None and c_all and datoms_index == INDEX_AEVT and (
-            2 not in cvals or "v_eq" in sel):
-        rel = _extend_sorted(ctx, clause, db, e, e_rel, streams[0], out_vars, fields, sel,
-                             vrange)
-        if rel is not None:
-            return rel
-        # not ascending ints after all: read the pattern as usual
-        streams = [db.datoms("aevt", attr.id)]
-        e_ids = IdSet.of_column(e_rel.rows, e_rel.vars.index(e))
-        if e_ids is not None:
-            sel["e_in"] = e_ids
+    return filters, c_ok
+
+
+def _drop_unread(ctx, out_vars, fields, vrange, bound):
+    """``(out_vars, fields)`` less a new variable that no later clause and no find
+    element reads (results are sets over the find variables, so the rows lost are
+    duplicates); never all of them."""
+    done = {id(b.clause) for b in vrange[4]} if vrange is not None else set()
+    later = set(ctx.keep)
+    for c in ctx.remaining:
+        if id(c) not in done and id(c) not in ctx.satisfied:
+            later |= free_vars(c)
+    drop = [i for i, x in enumerate(out_vars) if x not in later and x not in bound]
+    if drop and len(drop) < len(out_vars):
+        out_vars = [x for i, x in enumerate(out_vars) if i not in drop]
+        fields = [f for i, f in enumerate(fields) if i not in drop]
+    return out_vars, fields
+
+
+def _read_rows(ctx, streams, renamed, fields, field_idx, sel, filters, eqs, cvals, c_ok):
+    """``(rows, all_scans)``: the ``fields`` of every stream's datoms, stream after
+    stream, straight from the C scan when it checks everything itself, else datom by
+    datom in Python; ``all_scans``: every stream was read by the C scan. (May move the
+    ``v_eq`` byte filter of ``sel`` back into ``filters``.)"""
+    rows = []
+    check = ctx.check
+    n = 0
     get = operator.attrgetter(*fields) if fields else None
     single = len(fields) == 1
-    field_idx = [_FIELDS.index(f) for f in fields]
-    if c_all and plan is None and out_vars == [e] and datoms_index == INDEX_AVET and \
-            _joined_later(ctx, e):
-        return _entities_in_order(ctx, e, streams[0], field_idx, sel, vrange)
     all_scans = True
     e_col = fields.index("e") if "e" in fields else None
     for si, datoms in enumerate(streams):
@@ -542,40 +611,51 @@ def _pattern_db(ctx, clause, db):
             while not datoms.done:
                 rows.extend(datoms.select(field_idx, -1, budget=65536, **sel))
                 check()
-            if given is not None:
-                rows[start:] = [r[:e_col] + (given,) + r[e_col + 1:] for r in rows[start:]]
-            continue
-        all_scans = False
-        if "v_eq" in sel:   # not applied by a scan: filter on the value as before
-            filters.append(("v", cvals[2]))
-            del sel["v_eq"]
-        for d in datoms:
-            n += 1
-            if not (n & 0x1FFF):
-                check()
-            if filters:
-                ok = True
-                for f, x in filters:
-                    if getattr(d, f) != x:
-                        ok = False
-                        break
-                if not ok:
-                    continue
-            if get is None:
-                row = ()
-            elif single:
-                row = (get(d),)
-            else:
-                row = get(d)
-            if eqs:
-                full = (d.e, d.a, d.v, d.tx, d.added)
-                if any(full[i] != full[j] for i, j in eqs):
-                    continue
-            rows.append(row)
+        else:
+            all_scans = False
+            if "v_eq" in sel:   # not applied by a scan: filter on the value as before
+                filters.append(("v", cvals[2]))
+                del sel["v_eq"]
+            n = _datom_rows(datoms, rows, get, single, filters, eqs, check, n)
         if given is not None:
             rows[start:] = [r[:e_col] + (given,) + r[e_col + 1:] for r in rows[start:]]
-    if all_scans and c_ok:
-        _satisfied(ctx, vrange)
+    return rows, all_scans
+
+
+def _datom_rows(datoms, rows, get, single, filters, eqs, check, n):
+    """The Python fallback: appends to ``rows`` the row ``get`` makes of each datom that
+    passes ``filters`` and the repeated-variable equalities ``eqs``; ``n`` counts datoms
+    across streams (a timeout check every 8192), returned updated."""
+    for d in datoms:
+        n += 1
+        if not (n & 0x1FFF):
+            check()
+        if filters:
+            ok = True
+            for f, x in filters:
+                if getattr(d, f) != x:
+                    ok = False
+                    break
+            if not ok:
+                continue
+        if get is None:
+            row = ()
+        elif single:
+            row = (get(d),)
+        else:
+            row = get(d)
+        if eqs:
+            full = (d.e, d.a, d.v, d.tx, d.added)
+            if any(full[i] != full[j] for i, j in eqs):
+                continue
+        rows.append(row)
+    return n
+
+
+def _finish_rel(ctx, e, out_vars, rows, sel, c_all, renamed, plan, datoms_index, e_ids):
+    """The pattern's relation, marked with what later joins may use: ``subset_of`` (a
+    semi-join on ?e already done) and ``sorted_on`` ?e (by index order, or sorted here
+    when a later pattern joins on ?e)."""
     if not out_vars:
         rows = [()] if rows else []
     rel = Rel(out_vars, rows)
