@@ -25,7 +25,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int64_t, uint64_t
 from fastdatomic._core.radix cimport radix_sort
 
-from fastdatomic._core.rows cimport untrack_atomic
+from fastdatomic._core.rows cimport untrack_atomic, put_items
 
 DEF CHECK_EVERY = 65536
 
@@ -48,10 +48,7 @@ cdef inline tuple _concat(tuple a, tuple b, Py_ssize_t* rest, Py_ssize_t nr):
     cdef Py_ssize_t na = PyTuple_GET_SIZE(a), i
     cdef tuple t = PyTuple_New(na + nr)
     cdef object v
-    for i in range(na):
-        v = <object>PyTuple_GET_ITEM(a, i)
-        Py_INCREF(v)
-        PyTuple_SET_ITEM(t, i, v)
+    put_items(t, 0, a)
     for i in range(nr):
         v = <object>PyTuple_GET_ITEM(b, rest[i])
         Py_INCREF(v)

@@ -9,6 +9,9 @@ collector would do later (CPython's own rule, ``_PyTuple_MaybeUntrack``): a tupl
 of whose items is tracked can never be part of a reference cycle.
 """
 
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
+
 cdef extern from "Python.h":
     int PyObject_GC_IsTracked(object o)
     void PyObject_GC_UnTrack(void* o)
@@ -24,3 +27,15 @@ cdef inline tuple untrack_atomic(tuple t):
             return t
     PyObject_GC_UnTrack(<void*>t)
     return t
+
+
+cdef inline Py_ssize_t put_items(tuple t, Py_ssize_t at, tuple src):
+    # src's items into the new tuple t from position ``at`` (new references); returns
+    # the position after them
+    cdef Py_ssize_t i, n = PyTuple_GET_SIZE(src)
+    cdef object x
+    for i in range(n):
+        x = <object>PyTuple_GET_ITEM(src, i)
+        Py_INCREF(x)
+        PyTuple_SET_ITEM(t, at + i, x)
+    return at + n

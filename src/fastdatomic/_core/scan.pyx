@@ -29,7 +29,8 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTu
 from cpython.ref cimport Py_INCREF
 from cpython.ref cimport PyObject, Py_XDECREF
 from libc.stdlib cimport calloc
-from fastdatomic._core.rows cimport untrack_atomic, PyObject_GC_IsTracked, PyObject_GC_UnTrack, PyObject_GC_Track
+from fastdatomic._core.rows cimport (untrack_atomic, put_items, PyObject_GC_IsTracked,
+                                     PyObject_GC_UnTrack, PyObject_GC_Track)
 from fastdatomic._core.segment cimport make_block
 from libc.string cimport memcpy
 
@@ -1098,13 +1099,10 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
 cdef tuple _extended(tuple row, Py_ssize_t width, Py_ssize_t nspec, const Py_ssize_t* nf,
                      const Py_ssize_t* cur, const Matches* m):
     # row + the fields of datom cur[s] of every scan s, in one allocation
-    cdef Py_ssize_t n = PyTuple_GET_SIZE(row), i, s, k, at = n
-    cdef tuple t = PyTuple_New(n + width)
+    cdef Py_ssize_t s, k
+    cdef tuple t = PyTuple_New(PyTuple_GET_SIZE(row) + width)
+    cdef Py_ssize_t at = put_items(t, 0, row)
     cdef object x
-    for i in range(n):
-        x = <object>PyTuple_GET_ITEM(row, i)
-        Py_INCREF(x)
-        PyTuple_SET_ITEM(t, i, x)
     for s in range(nspec):
         for k in range(nf[s]):
             x = <object>m[s].vals[cur[s] * nf[s] + k]
