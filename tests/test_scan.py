@@ -221,7 +221,7 @@ def test_entity_values_after_seeks_match_model(seed, with_tree, nruns, ascending
 @given(seed=st.integers(0, 10**9), index=st.sampled_from([INDEX_EAVT, INDEX_AEVT]),
        fields=st.lists(st.sampled_from([1, 2, 3]), max_size=2))
 def test_extend_is_a_join_on_the_entity(seed, index, fields):
-    # Scan.extend walks rows sorted on an entity column alongside the scan: the same
+    # extend_many with one scan walks rows sorted on an entity column alongside it: the same
     # rows as joining each row with its entity's visible datoms.
     rnd = random.Random(seed)
     ds = _datoms(rnd, rnd.choice([200, 6000]), rnd.choice([30, 2500]), 20)
@@ -244,17 +244,7 @@ def test_extend_is_a_join_on_the_entity(seed, index, fields):
                 want.append(r + tuple(full[f] for f in fields))
     sc = Scan(index, TreeCursor(segs, root, b"") if root is not None else None,
               tuple(runs), b"", None, MODE_CURRENT, 10**6, -1)
-    assert sc.extend(rows, 0, fields, v_lo=lo) == want
-
-
-def test_extend_refuses_rows_it_cannot_walk():
-    keys = [encode_key(INDEX_EAVT, e, 70, TYPE_LONG, 1, 5, True) for e in (1, 2)]
-
-    def scan():
-        return Scan(INDEX_EAVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 9, -1)
-    assert scan().extend([(2,), (1,)], 0, (2,)) is None          # not ascending
-    assert scan().extend([(1,), ("x",)], 0, (2,)) is None        # not an entity id
-    assert scan().extend([], 0, (2,)) == []
+    assert extend_many(rows, 0, [(sc, fields, None, lo, True, None, True)]) == want
 
 
 # --- extend_many: several patterns on one sorted ?e in one walk -------------------------

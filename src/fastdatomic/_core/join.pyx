@@ -283,7 +283,7 @@ def sort_on(list rows, Py_ssize_t col, bint dedup=False):
     tuple objects in a new list; with ``dedup``, one row per key (for rows of that one
     column). ``None`` when a value there is not an int that fits 64 bits.
 
-    A radix sort (``_core/radix.pxd``): a relation put in entity order, for Scan.extend
+    A radix sort (``_core/radix.pxd``): a relation put in entity order, for scan.extend_many
     and merge_join.
 
     >>> sort_on([(3, "c"), (1, "a"), (2, "b"), (1, "z")], 0)

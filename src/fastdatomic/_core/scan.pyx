@@ -885,27 +885,6 @@ cdef class Scan:
             out.append(untrack_atomic(row))
         return out
 
-    def extend(self, list rows, Py_ssize_t col, fields, bytes v_eq=None, bytes v_lo=None,
-               bint lo_incl=True, bytes v_hi=None, bint hi_incl=True, check=None):
-        """Join ``rows`` with this EAVT / AEVT scan on the entity: each row whose entity
-        (the int at ``col``; rows ascending on it) has visible datoms passing the value
-        filters comes back once per datom, extended by that datom's ``fields``. ``None``
-        when the rows are not ascending ints (the caller joins another way).
-
-        The scan and the rows are both in entity order, so this walks them together and
-        jumps the scan over entities no row holds: a pattern joined with what is bound,
-        with no intermediate relation. ``extend_many`` does several scans in one go.
-
-        >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
-        >>> from fastdatomic._core.segment import KeyBlock
-        >>> keys = [encode_key(INDEX_AEVT, e, 72, TYPE_LONG, e * 10, 5, True) for e in (1, 2, 3)]
-        >>> sc = Scan(INDEX_AEVT, None, (KeyBlock.from_keys(keys),), b"", None, MODE_CURRENT, 9, -1)
-        >>> sc.extend([(1, "a"), (3, "c"), (3, "d"), (4, "e")], 0, (2,))
-        [(1, 'a', 10), (3, 'c', 30), (3, 'd', 30)]
-        """
-        return extend_many(rows, col, [(self, fields, v_eq, v_lo, lo_incl, v_hi, hi_incl)],
-                           check)
-
     cdef int _match(self, EntityWalk* walk, Py_ssize_t nf, const int* f,
                     const ValueFilter* vf, object check, Matches* m) except -1:
         # Walk this scan along ``walk``'s sorted entity ids: every visible datom of one of
@@ -952,10 +931,14 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
     one from every scan, extended by each datom's fields in ``specs`` order. ``None`` when
     the rows are not ascending ints.
 
-    ``specs`` holds ``(scan, fields, v_eq, v_lo, lo_incl, v_hi, hi_incl)`` per scan (the
-    value filters as in ``Scan.select``). ``[?e :a ?x] [?e :b ?y]`` on an ``?e`` relation
-    in entity order is one call: each row is built once, with both values, instead of
-    once per pattern.
+    The scans and the rows are all in entity order, so this walks them together and
+    jumps each scan over entities no row holds: patterns joined with what is bound, with
+    no intermediate relation. ``[?e :a ?x] [?e :b ?y]`` on an ``?e`` relation in entity
+    order is one call: each row is built once, with both values, instead of once per
+    pattern. ``specs`` holds ``(scan, fields, v_eq, v_lo, lo_incl, v_hi, hi_incl)`` per
+    scan (the value filters as in ``Scan.select``). With several scans, each reads one
+    attribute; one scan keeps its own order (an AEVT scan of several attributes walks the
+    entities once per attribute).
 
     >>> from fastdatomic._core.codec import encode_key, INDEX_AEVT, TYPE_LONG
     >>> from fastdatomic._core.segment import KeyBlock

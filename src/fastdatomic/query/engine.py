@@ -82,7 +82,7 @@ class Rel:
     # alone changes nothing and is skipped.
     # ``sorted_on``: the variable whose (int) values ascend down the rows, as they come
     # out of an AEVT / EAVT scan; two such relations join by merging.
-    # ``absorbs``: a relation this one already holds joined in (Scan.extend): it takes
+    # ``absorbs``: a relation this one already holds joined in (scan.extend_many): it takes
     # that relation's place.
     __slots__ = ("vars", "rows", "subset_of", "sorted_on", "absorbs")
 
@@ -421,7 +421,7 @@ def _stored_constants(clause, db, elems):
 def _entity_binding(ctx, elems, attr, cvals, eqs, bound):
     """``(e_rel, e_ids)`` for a ?e the context already binds: ``e_rel`` the relation
     binding ?e when it is sorted on ?e and the pattern can extend it in one walk
-    (``Scan.extend``), else ``e_ids`` the entities ?e is bound to, as a C set (None: not
+    (``extend_many``), else ``e_ids`` the entities ?e is bound to, as a C set (None: not
     bound, or not all int ids)."""
     e = elems[0]
     if type(e) is not Variable or e not in bound:
