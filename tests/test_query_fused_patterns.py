@@ -138,3 +138,29 @@ def test_a_sorted_entity_relation_then_an_indexed_value_lookup():
     _, db, ids, _ = people()
     qry = "[:find ?e ?s :where [?e :person/salary ?s] [(> ?s 1)] [?e :person/age 25]]"
     assert q(qry, db) == {(ids["Bob"], 50000)}
+
+
+def test_a_companion_with_a_range_keeps_only_the_values_in_it(db):
+    # [?e :p/nick ?k] [(> ?k "b")]: the walk keeps the ?e whose nick is in the range
+    want = {("Dee", "de"), ("Eve", "ev"), ("Fay", "fa")}    # Ann's "an" < "b"; Bob has none
+    clauses = ["[?e :p/name ?n]", "[?e :p/nick ?k]", '[(> ?k "b")]']
+    for p in permutations(clauses):
+        if p.index('[(> ?k "b")]') < p.index("[?e :p/nick ?k]"):
+            continue                   # a predicate comes after what binds its variable
+        qry = "[:find ?n ?k :where [?e :p/age ?a] [(< ?a 36)] " + " ".join(p) + "]"
+        assert q(qry, db) == want, qry
+    # a range on both ends, and the variable itself not returned
+    qry = ('[:find ?n :where [?e :p/age ?a] [(< ?a 36)] [?e :p/name ?n] [?e :p/nick ?k] '
+           '[(> ?k "b")] [(< ?k "f")]]')
+    assert q(qry, db) == {("Dee",), ("Eve",)}
+    # a range the index cannot answer (a long against string values) stays a predicate:
+    # the engine orders strings after numbers, so every nick passes
+    qry = "[:find ?n :where [?e :p/age ?a] [(< ?a 36)] [?e :p/name ?n] [?e :p/nick ?k] [(> ?k 1)]]"
+    assert q(qry, db) == {("Ann",), ("Dee",), ("Eve",), ("Fay",)}
+    # two ranged patterns: whichever the planner reads first, the other joins its walk
+    qry = ('[:find ?n ?k :where [?e :p/age ?a] [(< ?a 36)] [?e :p/name ?n] [(> ?n "B")] '
+           '[?e :p/nick ?k] [(> ?k "b")]]')
+    assert q(qry, db) == {("Dee", "de"), ("Eve", "ev"), ("Fay", "fa")}
+    plan = explain(qry, db)["plan"]
+    joined = [step["clause"] for step in plan if step.get("joined-with")]
+    assert len(joined) == 1 and joined[0] in ("[?e :p/name ?n]", "[?e :p/nick ?k]")

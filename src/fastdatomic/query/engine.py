@@ -692,17 +692,19 @@ def _extend_sorted(ctx, clause, db, e, e_rel, scan, out_vars, fields, sel, vrang
     specs = [(scan, [_FIELDS.index(f) for _, f in rest], sel.get("v_eq"), sel.get("v_lo"),
               sel.get("lo_incl", True), sel.get("v_hi"), sel.get("hi_incl", True))]
     new_vars = [x for x, _ in rest]
-    fused = _companions(ctx, clause, db, e, set(e_rel.vars) | set(new_vars))
-    for c, cscan, x in fused:
+    fused = _companions(ctx, clause, db, e, set(e_rel.vars) | set(new_vars), vrange)
+    for c, cscan, x, vr in fused:
         if x is not None:
             new_vars.append(x)
-        specs.append((cscan, (2,) if x is not None else (), None, None, True, None, True))
+        lo, lo_incl, hi, hi_incl = vr[:4] if vr is not None else (None, True, None, True)
+        specs.append((cscan, (2,) if x is not None else (), None, lo, lo_incl, hi, hi_incl))
     joined = extend_many(e_rel.rows, e_rel.vars.index(e), specs, ctx.check)
     if joined is None:
         return None
-    for c, _, _ in fused:
+    for c, _, _, vr in fused:
         ctx.remaining.remove(c)
         ctx.fused.append(c)
+        _satisfied(ctx, vr)
     _satisfied(ctx, vrange)
     rel = Rel(e_rel.vars + tuple(new_vars), joined)
     rel.sorted_on = e
@@ -710,12 +712,13 @@ def _extend_sorted(ctx, clause, db, e, e_rel, scan, out_vars, fields, sel, vrang
     return rel
 
 
-def _companions(ctx, clause, db, e, taken):
+def _companions(ctx, clause, db, e, taken, vrange):
     """The later patterns ``[?e :attr ?x]`` (or ``[?e :attr _]``) on ``clause``'s source
-    that only add a fresh variable to each ?e: the walk that joins ``clause`` joins
-    them too, so each row is built once, not once per pattern (the result is the same
-    in any order; the planner would have taken them next, as nothing in them narrows
-    ?e). ``[(c, its AEVT scan, ?x or None)]``; ``?x`` left out when nothing else reads it."""
+    that only add a fresh variable to each ?e, or keep the ?e whose value is in a range
+    (``[(> ?x 5)]``, query/ranges.py): the walk that joins ``clause`` joins them too, so
+    each row is built once, not once per pattern (the result is the same in any order).
+    ``[(c, its AEVT scan, ?x or None, its encoded range or None)]``; ``?x`` left out when
+    nothing else reads it. ``vrange``: the range ``clause``'s own scan applies."""
     found = []
     if not ctx.remaining:
         return found
@@ -723,29 +726,38 @@ def _companions(ctx, clause, db, e, taken):
         if type(c) is not Pattern or c.source != clause.source or len(c.elements) != 3:
             continue
         ce, ca, cv = c.elements
-        if ce != e or type(ca) is not Constant or (
-                type(cv) is Variable and (cv in taken or cv in ctx.ranges)) or \
-                type(cv) not in (Variable, Placeholder):
+        if ce != e or type(ca) is not Constant or \
+                type(cv) not in (Variable, Placeholder) or cv in taken:
             continue
         try:
-            scan = db.datoms("aevt", db.attribute(_kwish(ca.value)).id)
+            attr = db.attribute(_kwish(ca.value))
         except (KeyError, TypeError, FastDatomicError):
             continue                   # the pattern's own run reports it
+        vr = None
+        if type(cv) is Variable and cv in ctx.ranges:
+            vr = _ranges.encoded_range(ctx.ranges[cv], attr.vtype)
+            if vr is None:
+                continue               # compared as values, by its predicate
+        scan = db.datoms("aevt", attr.id)
         if type(scan) is not Scan:
             continue                   # a filtered database: read datom by datom
         if type(cv) is Variable:
             taken.add(cv)
-        found.append((c, scan, cv if type(cv) is Variable else None))
+        found.append((c, scan, cv if type(cv) is Variable else None, vr))
         if len(found) == 15:
             break
     if found:
-        # a fresh variable no other clause and no find element reads is left out
-        mine = {id(c) for c, _, _ in found}
+        # a fresh variable no other clause and no find element reads is left out (the
+        # predicates the scans apply do not count)
+        done = {id(c) for c, _, _, _ in found}
+        for r in [vrange] + [f[3] for f in found]:
+            if r is not None:
+                done.update(id(b.clause) for b in r[4])
         later = set(ctx.keep)
         for c in ctx.remaining:
-            if id(c) not in mine and id(c) not in ctx.satisfied:
+            if id(c) not in done and id(c) not in ctx.satisfied:
                 later |= free_vars(c)
-        found = [(c, a, x if x in later else None) for c, a, x in found]
+        found = [(c, sc, x if x in later else None, vr) for c, sc, x, vr in found]
     return found
 
 
