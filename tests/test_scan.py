@@ -353,3 +353,20 @@ def test_the_segment_cache_charges_the_values_a_leaf_keeps():
     fresh.cache_max_bytes = before           # now over budget: the oldest go
     fresh.add_written(b"w" * 16, KeyBlock.from_keys([b"k"]), 1)
     assert fresh.cached_bytes <= before
+
+
+def test_pull_reads_strings_through_the_same_cache():
+    # entity_values / entity_maps (pull) reposition the scan per entity and decode the
+    # values through the block's cache too
+    keys = [encode_key(INDEX_EAVT, e, 72, TYPE_STRING, f"name-{e}", 9, True) for e in range(1, 20)]
+    kb = KeyBlock.from_keys(keys)
+
+    def pull(e):
+        sc = Scan(INDEX_EAVT, None, (kb,), b"", None, MODE_CURRENT, 10**6, -1)
+        return sc.entity_values(encode_id(e), encode_id(e + 1))[72][0]
+    first, second = pull(7), pull(7)
+    assert first == "name-7" and first is second
+    sc = Scan(INDEX_EAVT, None, (kb,), b"", None, MODE_CURRENT, 10**6, -1)
+    none = object()
+    maps = sc.entity_maps([7], [(72, "name", False, None, none)], none)
+    assert maps[0]["name"] is first

@@ -669,7 +669,7 @@ cdef class Scan:
         cdef list vs = None
         cdef long long a, cur_a = 0
         cdef const unsigned char* p
-        cdef Py_ssize_t n, used
+        cdef Py_ssize_t n
         if self.index != 0:
             raise ValueError("entity_values reads the EAVT index")
         self._seek(start, end)
@@ -683,10 +683,7 @@ cdef class Scan:
                 vs = out.get(key)
                 if vs is None:
                     vs = out[key] = []
-            v = decode_value_ptr(p + 16, n - 25, &used)
-            if used != n - 25:
-                raise ValueError("corrupt key: trailing bytes after the value")
-            vs.append(v)
+            vs.append(self._field(p, n, 0, 16, n - 9, 2))   # strings via the block's cache
         return out
 
     def entity_maps(self, list eids, list specs, missing):
@@ -708,7 +705,7 @@ cdef class Scan:
         >>> sc.entity_maps([7], [(73, "b", False, None, none)], none)
         [None]
         """
-        cdef Py_ssize_t ns = len(specs), k, n, used, m
+        cdef Py_ssize_t ns = len(specs), k, n, m
         cdef int64_t aids[64]
         cdef bint is_id[64]
         cdef list out = []
@@ -741,9 +738,7 @@ cdef class Scan:
                         break
                 else:
                     continue         # an attribute the pattern does not name
-                v = decode_value_ptr(p + 16, n - 25, &used)
-                if used != n - 25:
-                    raise ValueError("corrupt key: trailing bytes after the value")
+                v = self._field(p, n, 0, 16, n - 9, 2)     # strings via the block's cache
                 if specs[k][2]:
                     if vals[k] is None:
                         vals[k] = [v]
