@@ -208,6 +208,19 @@ cdef class _Out:
         self.n += k + n
         return 0
 
+    cdef int text(self, object x, str what) except -1:
+        # varint byte length, then x's UTF-8 bytes; ValueError naming ``what`` when x
+        # has no UTF-8 form (a lone surrogate)
+        cdef Py_ssize_t n
+        cdef const char* s = _utf8_of(x, &n)
+        if s == NULL:
+            PyErr_Clear()
+            raise ValueError(f"{what} is not valid Unicode")
+        self.varint(<uint64_t>n)
+        memcpy(self.room(n), s, n)
+        self.n += n
+        return 0
+
     cdef bytes result(self):
         return PyBytes_FromStringAndSize(<char*>self.p, self.n)
 
@@ -503,8 +516,6 @@ cdef class TxWire:
         return out.result()
 
     cdef int _header(self, _Out out, str db, tx_id, db_id, int flags) except -1:
-        cdef Py_ssize_t n
-        cdef const char* s
         cdef bytes raw
         if tx_id is not None:
             flags |= HAS_TX_ID
@@ -514,13 +525,7 @@ cdef class TxWire:
             flags |= HAS_DB_ID
         out.byte(FORMAT_VERSION)
         out.byte(flags)
-        s = _utf8_of(db, &n)
-        if s == NULL:
-            PyErr_Clear()
-            raise ValueError("database name is not valid Unicode")
-        out.varint(<uint64_t>n)
-        memcpy(out.room(n), s, n)
-        out.n += n
+        out.text(db, "database name")
         if tx_id is not None:
             if type(tx_id) is not _UUID:
                 raise TypeError(f"tx_id must be a uuid.UUID, got {type(tx_id).__name__}")
@@ -528,13 +533,7 @@ cdef class TxWire:
             memcpy(out.room(16), PyBytes_AS_STRING(raw), 16)
             out.n += 16
         if db_id is not None:
-            s = _utf8_of(db_id, &n)
-            if s == NULL:
-                PyErr_Clear()
-                raise ValueError("db id is not valid Unicode")
-            out.varint(<uint64_t>n)
-            memcpy(out.room(n), s, n)
-            out.n += n
+            out.text(db_id, "db id")
         return 0
 
     cdef int _named(self, _Out out, object x, unsigned char tag) except -1:
