@@ -572,15 +572,26 @@ def _residual_filters(filters, sel, eqs, plan, attr):
     return filters, c_ok
 
 
-def _drop_unread(ctx, out_vars, fields, vrange, bound):
-    """``(out_vars, fields)`` less a new variable that no later clause and no find
-    element reads (results are sets over the find variables, so the rows lost are
-    duplicates); never all of them."""
-    done = {id(b.clause) for b in vrange[4]} if vrange is not None else set()
+def _read_later(ctx, skip, ranges):
+    """The variables the find spec or a clause still to run reads, leaving out the
+    clauses ``skip`` (ids) and the predicates the scans' ``ranges`` apply (and those
+    already satisfied): what a pattern must keep in its rows."""
+    done = set(skip)
+    for r in ranges:
+        if r is not None:
+            done.update(id(b.clause) for b in r[4])
     later = set(ctx.keep)
     for c in ctx.remaining:
         if id(c) not in done and id(c) not in ctx.satisfied:
             later |= free_vars(c)
+    return later
+
+
+def _drop_unread(ctx, out_vars, fields, vrange, bound):
+    """``(out_vars, fields)`` less a new variable that no later clause and no find
+    element reads (results are sets over the find variables, so the rows lost are
+    duplicates); never all of them."""
+    later = _read_later(ctx, (), (vrange,))
     drop = [i for i, x in enumerate(out_vars) if x not in later and x not in bound]
     if drop and len(drop) < len(out_vars):
         out_vars = [x for i, x in enumerate(out_vars) if i not in drop]
@@ -749,14 +760,7 @@ def _companions(ctx, clause, db, e, taken, vrange):
     if found:
         # a fresh variable no other clause and no find element reads is left out (the
         # predicates the scans apply do not count)
-        done = {id(c) for c, _, _, _ in found}
-        for r in [vrange] + [f[3] for f in found]:
-            if r is not None:
-                done.update(id(b.clause) for b in r[4])
-        later = set(ctx.keep)
-        for c in ctx.remaining:
-            if id(c) not in done and id(c) not in ctx.satisfied:
-                later |= free_vars(c)
+        later = _read_later(ctx, [id(f[0]) for f in found], [vrange] + [f[3] for f in found])
         found = [(c, sc, x if x in later else None, vr) for c, sc, x, vr in found]
     return found
 
