@@ -9,6 +9,8 @@ Benchmarks (each pyperf worker process gets its own fresh LMDB environment in a 
 
 * ``lmdb-commit-durable``: one transactor commit: a ~300-byte log record + the root CAS +
   the lease-epoch check, fsync'd (``sync=True, metasync=True``) -- the floor of tx latency;
+* ``lmdb-commit-group-64``: one group commit of 64 such log records + root CAS + lease check
+  (what the transactor writes at 64 transactions in flight), time per commit;
 * ``lmdb-commit-refused``: the same commit fenced out by a stale epoch (nothing written);
 * ``lmdb-commit-durable-64k-blobs``: an indexing-job style commit of 16 x 4 KiB segments + root CAS;
 * ``lmdb-blob-get-4k``: ``get`` of a random 4 KiB blob out of 20,000 (warm page cache);
@@ -60,17 +62,18 @@ def _store(kind: str, args):
     return _state[key]
 
 
-def _commits(loops: int, st, blobs_per_commit: int = 0) -> float:
+def _commits(loops: int, st, blobs_per_commit: int = 0, group: int = 1) -> float:
     s, t = st
     root = b"t=%d" % t
     lease = b"epoch=1;counter=0"
     rnd = random.Random(t)
     t0 = time.perf_counter()
     for _ in range(loops):
-        t += 1
+        log = [(DB, t + i, LOG_RECORD) for i in range(1, group + 1)]
+        t += group
         new = b"t=%d" % t
         blobs = [(rnd.randbytes(16), rnd.randbytes(BLOB)) for _ in range(blobs_per_commit)]
-        ok = s.commit(blobs=blobs, log=[(DB, t, LOG_RECORD)],
+        ok = s.commit(blobs=blobs, log=log,
                       records=[("root/" + DB, root, new)], checks=[("lease", lease)])
         assert ok
         root = new
@@ -81,6 +84,10 @@ def _commits(loops: int, st, blobs_per_commit: int = 0) -> float:
 
 def bench_commit_durable(loops, args):
     return _commits(loops, _store("lmdb", args))
+
+
+def bench_commit_group(loops, args):
+    return _commits(loops, _store("lmdb-group", args), group=64)
 
 
 def bench_commit_blobs(loops, args):
@@ -149,6 +156,7 @@ def main():
     args = runner.parse_args()
     runner.metadata["storage_fs"] = args.bench_dir or tempfile.gettempdir()
     runner.bench_time_func("lmdb-commit-durable", bench_commit_durable, args)
+    runner.bench_time_func("lmdb-commit-group-64", bench_commit_group, args)
     runner.bench_time_func("lmdb-commit-refused", bench_commit_refused, args)
     runner.bench_time_func("lmdb-commit-durable-64k-blobs", bench_commit_blobs, args)
     runner.bench_time_func("lmdb-blob-get-4k", bench_blob_get, args)

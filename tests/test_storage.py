@@ -509,6 +509,86 @@ def test_lmdb_log_key_layout(lmdb_path):
     assert keys == [bytes.fromhex(db) + (258).to_bytes(8, "big")]
 
 
+def test_group_commits_read_back_at_every_bound(store):
+    """Group commits (several records of one database in one commit, packed under one key
+    on LMDB) read back exactly as records committed one by one, at any range bounds."""
+    db = new_db()
+    want = {}
+    plan = [[1], [2, 4, 7], [8], [10, 11, 15, 16, 20], [21, 22]]
+    for ts in plan:
+        recs = [(db, t, b"r%d" % t) for t in reversed(ts)]     # any order within a commit
+        assert store.commit(log=recs + [(DB_C, t, b"other") for t in ts[:1]])
+        want.update((t, b"r%d" % t) for t in ts)
+    expect = sorted(want.items())
+    assert list(store.log_range(db)) == expect
+    assert store.log_last_t(db) == 22
+    for lo in range(0, 24):
+        for hi in range(lo, 25):
+            assert list(store.log_range(db, lo, hi)) == [(t, v) for t, v in expect if lo <= t < hi], (lo, hi)
+    # a t inside a group's span that is not one of its records: nothing, no neighbour
+    assert list(store.log_range(db, 5, 7)) == []
+
+
+def test_lmdb_group_commit_is_one_key_and_reads_through_chunks(lmdb_path, monkeypatch):
+    from fastdatomic.storage import lmdb_store
+    db = new_db()
+    prefix = bytes.fromhex(db)
+    with open_storage("dev", path=lmdb_path) as s:
+        assert s.commit(log=[(db, 1, b"one")])
+        assert s.commit(log=[(db, t, b"g%d" % t) for t in (3, 5, 9)])
+        with s._e.env.begin() as txn:
+            keys = [k for k, _ in txn.cursor(db=s._e.log)]
+        # single record: 16 + last t (the layout of before); group: 16 + last t + first t
+        assert keys == [prefix + (1).to_bytes(8, "big"),
+                        prefix + (9).to_bytes(8, "big") + (3).to_bytes(8, "big")]
+        assert s.describe()["log_records"] == 2            # stored keys
+        # chunked reads never split or repeat a group
+        monkeypatch.setattr(lmdb_store, "_LOG_CHUNK_RECORDS", 2)
+        for t0 in range(0, 40, 4):
+            assert s.commit(log=[(db, 100 + t0 + i, b"c") for i in range(4)])
+        got = [t for t, _ in s.log_range(db, 4)]
+        assert got == [5, 9] + list(range(100, 140))
+        # a group past the size bound is stored under several keys, read back whole
+        monkeypatch.setattr(lmdb_store, "_BATCH_BYTES", 10)
+        big = [(db, 200 + i, bytes([i]) * 6) for i in range(7)]
+        assert s.commit(log=big)
+        assert list(s.log_range(db, 200)) == [(t, v) for _, t, v in big]
+        with s._e.env.begin() as txn:
+            n = sum(1 for k, _ in txn.cursor(db=s._e.log) if int.from_bytes(k[16:24], "big") >= 200)
+        assert n == 4
+
+
+def test_lmdb_log_commit_overlapping_a_stored_group_is_a_conflict(lmdb_path):
+    """Log records are immutable: a commit whose t range overlaps a stored group's is
+    refused whole, even for a t the group does not hold (its key covers the span)."""
+    db = new_db()
+    with open_storage("dev", path=lmdb_path) as s:
+        assert s.commit(log=[(db, t, b"g") for t in (10, 12, 14)])
+        for ts in ([12], [11], [9, 10], [14, 15], [8, 20], [13]):
+            assert s.commit(log=[(db, t, b"x") for t in ts], records=[("r", None, b"1")]) is False, ts
+        assert s.get_record("r") is None
+        # outside the span, before or after it: fine, and read in t order
+        assert s.commit(log=[(db, 5, b"a"), (db, 7, b"b")])
+        assert s.commit(log=[(db, 15, b"c")])
+        assert [t for t, _ in s.log_range(db)] == [5, 7, 10, 12, 14, 15]
+
+
+def test_lmdb_corrupt_group_value_names_the_key(lmdb_path):
+    db = new_db()
+    with open_storage("dev", path=lmdb_path) as s:
+        assert s.commit(log=[(db, 1, b"a"), (db, 2, b"b")])
+        key = bytes.fromhex(db) + (2).to_bytes(8, "big") + (1).to_bytes(8, "big")
+        with s._e.env.begin(write=True) as txn:
+            good = txn.get(key, db=s._e.log)
+            txn.put(key, good[:-1], db=s._e.log)
+        with pytest.raises(StorageCorruptError, match=f"log key {key.hex()[:16]}.*truncated"):
+            list(s.log_range(db))
+        with s._e.env.begin(write=True) as txn:
+            txn.put(key, good + b"zz", db=s._e.log)
+        with pytest.raises(StorageCorruptError, match="2 bytes after its last record"):
+            list(s.log_range(db))
+
+
 def test_lmdb_map_grows_for_commits_and_put_blobs(lmdb_path):
     s = open_storage("dev", path=lmdb_path, map_size=64 * KiB)
     start = s.describe()["map_size"]
