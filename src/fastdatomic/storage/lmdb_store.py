@@ -7,13 +7,14 @@ Layout -- one environment, three named sub-databases:
   (so one database's log is one contiguous, ascending key range), value = record.
   A commit of several records of one database (a group commit) stores them under
   *one* key, 16 + 8-byte last ``t`` + 8-byte first ``t``, whose value packs them
-  (:func:`_pack_batch`). Why: every LMDB key costs its own B-tree leaf slot, and the
-  pages a commit dirties are scattered over the file; on a virtual disk each
-  scattered page costs ~45 us of ``fdatasync`` (a contiguous run costs about one
-  page), so 60 records as 60 keys took ~1.2 ms to sync and as one value (a run of
-  overflow pages) a fraction of that. A key's ``t`` range never overlaps another's,
+  (:func:`_pack_batch`). Why: one put and one overlap check instead of one per
+  record, and one run of overflow pages instead of as many leaf slots; on a virtual
+  disk each scattered page a commit dirties adds ~45 us to its ``fdatasync``
+  (``bench/bench_disk.py``). A 64-record group commit took 8-16 % less time this
+  way (``lmdb-commit-group-64``). A key's ``t`` range never overlaps another's,
   so ``set_range(prefix + t)`` finds the key holding ``t`` (ARCHITECTURE §3: one log
-  record per transaction or per group-commit batch);
+  record per transaction or per group-commit batch). So a commit is refused when its
+  ``t`` range overlaps a stored key's, even at a ``t`` that key does not hold;
 * ``records``: key = UTF-8 name, value = record.
 
 Durability: the environment runs with ``sync=True, metasync=True,
@@ -381,10 +382,6 @@ def _free_bytes(path: str) -> int | None:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
-
-
-def _log_key(db_id: str, t: int) -> bytes:
-    return bytes.fromhex(db_id) + t.to_bytes(8, "big")
 
 
 def _pack_batch(recs) -> bytes:
