@@ -208,6 +208,17 @@ cdef class _Out:
         self.n += k + n
         return 0
 
+    cdef int tagged_text(self, unsigned char tag, object x) except -1:
+        # tag, varint byte length, x's UTF-8 bytes; NO_BINARY (nothing written) when x has
+        # no UTF-8 form (a lone surrogate): EDN text carries such a value instead
+        cdef Py_ssize_t n
+        cdef const char* s = _utf8_of(x, &n)
+        if s == NULL:
+            PyErr_Clear()
+            return NO_BINARY
+        self.raw(tag, s, n)
+        return DONE
+
     cdef int text(self, object x, str what) except -1:
         # varint byte length, then x's UTF-8 bytes; ValueError naming ``what`` when x
         # has no UTF-8 form (a lone surrogate)
@@ -538,8 +549,6 @@ cdef class TxWire:
 
     cdef int _named(self, _Out out, object x, unsigned char tag) except -1:
         # A keyword or symbol: only one EDN can print (so both paths refuse the same names).
-        cdef Py_ssize_t n
-        cdef const char* s
         if PyDict_GetItem(_named_ok, x) == NULL:
             try:
                 self.check_name(x)
@@ -548,27 +557,17 @@ cdef class TxWire:
             if len(_named_ok) >= NAMED_CACHE_MAX:
                 _named_ok.clear()
             _named_ok[x] = True
-        s = _utf8_of(x.full_name, &n)
-        if s == NULL:
-            PyErr_Clear()
-            return NO_BINARY
-        out.raw(tag, s, n)
-        return DONE
+        return out.tagged_text(tag, x.full_name)
 
     cdef int _name(self, _Out out, object x) except -1:
         # A keyword, or a string in map-key position: through the name table.
         cdef PyObject* idx = PyDict_GetItem(out.names, x)
-        cdef Py_ssize_t n
-        cdef const char* s
         if idx != NULL:
             out.tagged_varint(T_REF, <uint64_t>(<object>idx))
             return DONE
         if type(x) is str:
-            s = _utf8_of(x, &n)
-            if s == NULL:
-                PyErr_Clear()
+            if out.tagged_text(T_STR, x) != DONE:
                 return NO_BINARY
-            out.raw(T_STR, s, n)
         elif self._named(out, x, T_KEYWORD) != DONE:
             return NO_BINARY
         out.names[x] = out.nnames
@@ -578,7 +577,6 @@ cdef class TxWire:
     cdef int _value(self, _Out out, object x, int depth) except -1:
         cdef object t = type(x)
         cdef Py_ssize_t n, pos
-        cdef const char* s
         cdef int overflow = 0
         cdef long long v
         cdef PyObject* k
@@ -588,12 +586,7 @@ cdef class TxWire:
         cdef uint64_t u
         cdef unsigned char* o
         if t is str:
-            s = _utf8_of(x, &n)
-            if s == NULL:
-                PyErr_Clear()
-                return NO_BINARY
-            out.raw(T_STR, s, n)
-            return DONE
+            return out.tagged_text(T_STR, x)
         if t is int:
             v = _as_ll(x, &overflow)
             if not overflow:
@@ -671,12 +664,7 @@ cdef class TxWire:
             value = x.value
             if type(value) is not str:
                 return NO_BINARY
-            s = _utf8_of(value, &n)
-            if s == NULL:
-                PyErr_Clear()
-                return NO_BINARY
-            out.raw(T_URI, s, n)
-            return DONE
+            return out.tagged_text(T_URI, value)
         if t is set or t is frozenset:
             if depth >= MAX_DEPTH:
                 return NO_BINARY
