@@ -173,6 +173,7 @@ def test_common_tx_data_always_goes_binary(x):
     ([Decimal("NaN")], "EDN has no non-finite decimal"),
     ([datetime(2020, 1, 1, tzinfo=timezone(timedelta(seconds=30)))], "EDN writes it in UTC"),
     (["\ud800"], "not valid Unicode"),
+    ([{"\ud800": 1}], "a map key that is not valid Unicode"),
     ([memoryview(b"ab")], "a buffer that is not bytes"),
     ([2 ** 9000], "past the big-integer limit"),
     ([int], "a type"),
