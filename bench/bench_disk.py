@@ -20,14 +20,11 @@ records under one key (one run of overflow pages) -- see ``storage/lmdb_store.py
 
 from __future__ import annotations
 
-import atexit
 import os
 import random
-import shutil
-import tempfile
 import time
 
-import pyperf
+from _fsbench import bench_tmpdir, runner_with_bench_dir
 
 PAGE = 4096
 FILE_PAGES = 4096          # a 16 MiB file, written once, so every write is an overwrite
@@ -37,9 +34,7 @@ _state: dict = {}
 def _file(args) -> int:
     """The benchmark file (written and synced once per worker); its descriptor."""
     if "fd" not in _state:
-        d = tempfile.mkdtemp(prefix="fd-bench-disk-", dir=getattr(args, "bench_dir", None))
-        atexit.register(shutil.rmtree, d, True)
-        path = os.path.join(d, "pages")
+        path = os.path.join(bench_tmpdir(args, "fd-bench-disk-"), "pages")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.write(fd, b"\0" * (PAGE * FILE_PAGES))
         os.fsync(fd)
@@ -84,13 +79,7 @@ def meta_dsync(loops, args):
 
 
 def main():
-    def add_cmdline_args(cmd, args):
-        if args.bench_dir:
-            cmd.extend(("--bench-dir", args.bench_dir))
-    runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
-    runner.argparser.add_argument("--bench-dir", default=None,
-                                  help="directory on the filesystem to measure (default: temp dir)")
-    args = runner.parse_args()
+    runner, args = runner_with_bench_dir("directory on the filesystem to measure (default: temp dir)")
     for n in (1, 2, 6, 12):
         runner.bench_time_func(f"fdatasync-{n}-scattered-pages", scattered, args, n)
     runner.bench_time_func("fdatasync-6-contiguous-pages", contiguous, args)

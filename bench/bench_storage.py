@@ -20,16 +20,13 @@ Benchmarks (each pyperf worker process gets its own fresh LMDB environment in a 
 
 from __future__ import annotations
 
-import atexit
 import os
 import random
-import shutil
 import tempfile
 import time
 import uuid
 
-import pyperf
-
+from _fsbench import bench_tmpdir, runner_with_bench_dir
 from fastdatomic.storage import open_storage
 
 DB = uuid.uuid4().hex
@@ -42,10 +39,7 @@ _state: dict = {}
 
 def _tmpdir(runner_args) -> str:
     if "dir" not in _state:
-        base = getattr(runner_args, "bench_dir", None) or None
-        d = tempfile.mkdtemp(prefix="fdt-bench-", dir=base)
-        atexit.register(shutil.rmtree, d, True)
-        _state["dir"] = d
+        _state["dir"] = bench_tmpdir(runner_args, "fdt-bench-")
     return _state["dir"]
 
 
@@ -146,14 +140,7 @@ def bench_blob_get_many(loops, args):
 
 
 def main():
-    def add_cmdline_args(cmd, args):     # pass our option on to pyperf's worker processes
-        if args.bench_dir:
-            cmd.extend(("--bench-dir", args.bench_dir))
-
-    runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
-    runner.argparser.add_argument("--bench-dir", default=None,
-                                  help="directory (filesystem) for the LMDB environments")
-    args = runner.parse_args()
+    runner, args = runner_with_bench_dir("directory (filesystem) for the LMDB environments")
     runner.metadata["storage_fs"] = args.bench_dir or tempfile.gettempdir()
     runner.bench_time_func("lmdb-commit-durable", bench_commit_durable, args)
     runner.bench_time_func("lmdb-commit-group-64", bench_commit_group, args)
