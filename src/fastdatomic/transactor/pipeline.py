@@ -1,4 +1,4 @@
-"""The transaction pipeline: one writer thread, group commit, background indexing, back-pressure.
+"""The transaction pipeline: one writer at a time, group commit, background indexing, back-pressure.
 
 Peers' transactions arrive on the event loop and queue here. The writer thread takes
 everything pending (up to ``group-commit-max``), applies the transactions of each
@@ -6,6 +6,11 @@ database serially (each prepared against the previous one's result, Datomic's ru
 ``db.tx``), and makes them durable in ONE fenced storage commit per database. Only then
 are they published: novelty to every subscriber, in ``t`` order, then the acks
 (ARCHITECTURE §4.1: ack means durable).
+
+When the writer thread is idle and nothing is queued, the event loop does the same work
+itself (``process_now``): a lone transaction then skips two thread hand-offs, to the
+writer and back (measured: 45-60 µs of a 650 µs round trip). Either way one lock
+(``writing``) admits one writer at a time, in arrival order.
 
 When a database's memory index passes ``memory-index-threshold`` an indexing job builds
 new segment trees on its own thread (the merge kernel releases the GIL) while
@@ -33,6 +38,10 @@ from fastdatomic.errors import (
 __all__ = ["Pipeline", "TxRequest", "Outcome"]
 
 log = logging.getLogger("fastdatomic.transactor")
+
+# ``process_now`` leaves bigger socket reads to the writer thread: preparing a bulk
+# transaction takes milliseconds, during which the event loop would read no other peer.
+INLINE_MAX_BYTES = 64 << 10
 
 
 class TxRequest:
@@ -79,9 +88,10 @@ class _DbState:
 class Pipeline:
     """The single writer of every database in one storage.
 
-    ``publish(name, log_entries, outcomes, event)`` is called (on the writer thread) after
-    each durable commit; the server hands it to the event loop. ``fatal(reason)`` is called
-    when storage refuses a fenced commit: this transactor was deposed and must stop.
+    ``publish(name, log_entries, outcomes, event)`` is called (on the writer thread, or
+    the event loop in ``process_now``) after each durable commit; the server delivers it
+    on the event loop, in call order. ``fatal(reason)`` is called when storage refuses a
+    fenced commit: this transactor was deposed and must stop.
     """
 
     def __init__(self, storage, fence, publish, fatal, *, metrics=None,
@@ -99,6 +109,9 @@ class Pipeline:
         self.dbs: dict[str, _DbState] = {}
         self.queue = collections.deque()
         self.cond = threading.Condition()
+        # Held while a batch is processed, by the writer thread or by ``process_now``: one
+        # writer at a time, and a batch taken from the queue is processed before any later one.
+        self.writing = threading.Lock()
         self.stopping = False
         self.thread = None
 
@@ -150,6 +163,39 @@ class Pipeline:
                 self.queue.extend(requests)
                 self.cond.notify()
 
+    def process_now(self, requests) -> bool:
+        """Process ``requests`` on the calling thread (the event loop) if the writer thread
+        is idle, nothing is queued and they are small (``INLINE_MAX_BYTES`` of payload in
+        all); otherwise do nothing and return False: the caller then submits them
+        (``submit_many``). Their outcomes come through ``publish`` either way.
+
+        Requests queued earlier are never overtaken: the queue is empty, and the writer
+        thread takes its batches under the same ``writing`` lock.
+
+        >>> from fastdatomic.storage import open_storage
+        >>> st = open_storage("mem", name="doc-process-now")
+        >>> _ = catalog.create_database(st, "orders")
+        >>> answers = []
+        >>> pipeline = Pipeline(st, fence=lambda: [], fatal=print,
+        ...                     publish=lambda name, log, outcomes, event: answers.extend(outcomes))
+        >>> pipeline.load()
+        0
+        >>> pipeline.process_now([TxRequest("tx", "orders", [[":db/add", "o", ":db/doc", "first"]])])
+        True
+        >>> answers[0].result["t"] > 0, answers[0].error
+        (True, None)
+        """
+        if sum(r.nbytes for r in requests) > INLINE_MAX_BYTES:
+            return False        # a bulk load: keep the loop reading other peers meanwhile
+        with self.cond:
+            if self.queue or self.stopping or not self.writing.acquire(blocking=False):
+                return False
+        try:
+            self._process_guarded(list(requests))
+        finally:
+            self.writing.release()
+        return True
+
     def memory_index_bytes(self) -> int:
         return sum(st.writer.db.memindex.nbytes for st in list(self.dbs.values())
                    if st.writer.db is not None)
@@ -163,15 +209,23 @@ class Pipeline:
                     self.cond.wait()
                 if not self.queue and self.stopping:
                     return
-                batch = []
-                while self.queue and len(batch) < self.group_max:
-                    batch.append(self.queue.popleft())
-            try:
-                self._process(batch)
-            except BaseException as e:   # never lose the writer silently
-                log.exception("writer thread failed")
-                self.fatal(f"writer thread failed: {e!r}")
-                return
+            with self.writing:
+                with self.cond:
+                    batch = []
+                    while self.queue and len(batch) < self.group_max:
+                        batch.append(self.queue.popleft())
+                if batch and not self._process_guarded(batch):
+                    return
+
+    def _process_guarded(self, batch) -> bool:
+        """``_process`` that never fails silently: a bug stops the transactor (fatal)."""
+        try:
+            self._process(batch)
+            return True
+        except BaseException as e:   # never lose the writer silently
+            log.exception("writer failed")
+            self.fatal(f"writer failed: {e!r}")
+            return False
 
     def _process(self, batch):
         groups: dict[str, list] = {}

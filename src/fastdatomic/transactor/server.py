@@ -17,6 +17,7 @@ acknowledging at once and exits with status 3.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import logging
 import os
@@ -111,7 +112,10 @@ class PeerSession(asyncio.Protocol):
         finally:
             incoming, server.incoming = server.incoming, None
             if incoming and server.pipeline is not None:
-                server.pipeline.submit_many(incoming)
+                # With the writer idle and nothing queued, commit right here: a lone
+                # transaction skips the hand-offs to the writer thread and back.
+                if not server.pipeline.process_now(incoming):
+                    server.pipeline.submit_many(incoming)
 
     def eof_received(self):
         return False
@@ -231,6 +235,8 @@ class Transactor:
         self.incoming = None        # transactions parsed from the socket read in progress
         self.stopping = threading.Event()
         self.loop = None
+        self.loop_thread = None
+        self.to_publish = collections.deque()   # the writer thread's, for the loop, in order
         self.lease = None
         self.storage = None
         self.pipeline = None
@@ -282,7 +288,7 @@ class Transactor:
         self.role = "active"
         self.metrics.active.set(1)
         self.pipeline = Pipeline(
-            self.storage, self.lease.fence, self._publish_from_writer, self._fatal,
+            self.storage, self.lease.fence, self._publish_from_pipeline, self._fatal,
             metrics=self.metrics, memory_index_threshold=cfg.memory_index_threshold,
             memory_index_max=cfg.memory_index_max, group_commit_max=cfg.group_commit_max,
             object_cache_max=cfg.object_cache_max, segs=standby.segs)
@@ -295,6 +301,7 @@ class Transactor:
         self.pipeline.start()
         threading.Thread(target=self._heartbeat_loop, name="fd-heartbeat", daemon=True).start()
         self.loop = uvloop.new_event_loop()
+        self.loop_thread = threading.get_ident()
         asyncio.set_event_loop(self.loop)
         server = self.loop.run_until_complete(
             self.loop.create_server(lambda: PeerSession(self), sock=sock, ssl=ssl_ctx, backlog=1024))
@@ -510,10 +517,26 @@ class Transactor:
         self.subscribers.get(name, set()).discard(session)
         session.send(P.REPLY, req_id, b"{}")
 
-    # --- publishing (writer thread -> event loop) ---------------------------------------------
+    # --- publishing (writer thread or event loop -> event loop) ---------------------------------------------
 
-    def _publish_from_writer(self, name, entries, outcomes, event):
-        self.loop.call_soon_threadsafe(self._publish, name, entries, outcomes, event)
+    def _publish_from_pipeline(self, name, entries, outcomes, event):
+        """Publish a commit's novelty and answers on the event loop, in commit order.
+
+        The writer thread's publications wait in ``to_publish`` for the loop; a commit made
+        on the loop itself (``Pipeline.process_now``) first delivers those, so it never
+        overtakes an earlier commit (a peer skips novelty older than what it has).
+        """
+        if threading.get_ident() == self.loop_thread:
+            self._publish_queued()
+            self._publish(name, entries, outcomes, event)
+        else:
+            self.to_publish.append((name, entries, outcomes, event))
+            self.loop.call_soon_threadsafe(self._publish_queued)
+
+    def _publish_queued(self):
+        queued = self.to_publish
+        while queued:
+            self._publish(*queued.popleft())
 
     def _publish(self, name, entries, outcomes, event):
         if self.deposed:
