@@ -594,6 +594,10 @@ class PeerSystem:
                 self._send(req)
             else:
                 self.waiting.append(req)
+        if self.client is not None:
+            # Out now, in one write: the user threads already batched them for this wake-up
+            # (waiting for the next loop iteration would add its latency to each of them).
+            self.client._flush()
 
     def request(self, kind, msg, timeout=None) -> concurrent.futures.Future:
         """Send ``msg`` to the active transactor; never blocks the caller.
