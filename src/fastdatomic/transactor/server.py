@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import hmac
 import logging
 import os
@@ -57,6 +58,12 @@ EXIT_FENCED = 3            # exit status after losing the lease
 CLOSE_GRACE = 5.0          # s a closed connection may take to flush its last ERROR, then abort
 FENCE_GRACE = 0.25         # s a deposed active lets in-hand work hit the fence before exiting
 STANDBY_POLL = 0.025       # s between a standby's lease/log polls (takeover precision)
+# The cyclic garbage collector's thresholds in this process. Python's default first
+# threshold (700 tracked objects allocated and not yet freed) is crossed all the time by
+# the objects of the transactions in flight, which are acyclic and die by reference
+# counting anyway: at 64 in flight that was ~2500 collections and 0.6 s of 9 s, 16 ms at
+# worst. With 20000, two collections in 9 s (4.4 ms at worst) and 5-8 % more throughput.
+GC_THRESHOLDS = (20_000, 10, 10)
 
 
 class PeerSession(asyncio.Protocol):
@@ -295,6 +302,8 @@ class Transactor:
         caught_up = self.pipeline.load(warm=standby.dbs, warm_ids=standby.tx_ids)
         for name, st in self.pipeline.dbs.items():
             self.published[name] = st.writer.db.basis_t
+        # What is loaded now lives as long as the process: no collection need walk it again.
+        gc.freeze()
         log.info("took the lease at epoch %d; databases ready in %.1f ms (%d of %d needed log "
                  "records since the last standby poll)", self.lease.epoch,
                  (time.monotonic() - t0) * 1000.0, caught_up, len(self.pipeline.dbs))
@@ -663,6 +672,7 @@ def main(argv=None) -> int:
         print(f"fastdatomic-transactor: {e}", file=sys.stderr)
         return 2
     _setup_logging(cfg)
+    gc.set_threshold(*GC_THRESHOLDS)
     for w in cfg.warnings:
         log.warning("%s", w)
         print(f"warning: {w}", file=sys.stderr)
