@@ -40,7 +40,7 @@ from fastdatomic.db.schema import DB_TX_UUID
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic import errors as E
 from fastdatomic.transactor import protocol as P
-from fastdatomic.transactor.lease import read_lease
+from fastdatomic.transactor.lease import holder_is_dead, read_lease
 
 __all__ = ["PeerSystem", "PeerConnection", "peer_system", "shutdown_peers"]
 
@@ -50,6 +50,7 @@ DEFAULT_OBJECT_CACHE = 128 << 20
 RECENT_REPORTS = 4096          # (db_before, db_after, keys) kept per database for tx reports
 LEASE_POLL = 0.02              # s between lease reads while looking for an active transactor
 CONNECT_WAIT = 30.0            # s a request waits for a transactor before failing (not committed)
+SUBSCRIBE_WAIT = 5.0           # s connect() waits for its database's subscription to be live
 MAX_FRAME = 1 << 30
 
 # tx-data in binary (TRANSACT_BIN); EDN's list type and name check keep it EDN's twin.
@@ -113,6 +114,10 @@ class _PeerDb:
         self.recent: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self.queues: list[TxReportQueue] = []
         self.gone = None
+        # Set while the transactor streams this database's novelty to us (our SUBSCRIBE
+        # was answered on the current connection): what commits from then on arrives
+        # live, with its tempids, rather than read back from the log.
+        self.live = threading.Event()
         # t -> tempids of transactions whose novelty is on its way (TEMPIDS frames)
         self.tempids: dict[int, dict] = {}
 
@@ -400,6 +405,8 @@ class PeerSystem:
                     client.transport.abort()
                     break
             self.connected.clear()
+            for pdb in list(self.dbs.values()):
+                pdb.live.clear()
             self.client = None
             self._fail_pending()
             self.reconnects += 1
@@ -448,8 +455,8 @@ class PeerSystem:
         self.client = client
         self.epoch = lease["epoch"]
         # (Re)subscribe every database from its local basis; the transactor catches us up.
-        for name, pdb in list(self.dbs.items()):
-            self._send_request(P.SUBSCRIBE, {"db": name, "from_t": pdb.db.basis_t})
+        for pdb in list(self.dbs.values()):
+            self._subscribe(pdb)
 
     async def _handshake(self, client, lease):
         challenge = await client.handshake
@@ -637,9 +644,29 @@ class PeerSystem:
         pdb = _PeerDb(self, name, db)
         self.dbs[name] = pdb
         if self.connected.is_set():
-            self.loop.call_soon_threadsafe(
-                lambda: self._send_request(P.SUBSCRIBE, {"db": name, "from_t": pdb.db.basis_t}))
+            self.loop.call_soon_threadsafe(self._subscribe, pdb)
+        if threading.get_ident() != self.thread.ident and self._transactor_expected():
+            # connect() returns once the subscription is live (or after SUBSCRIBE_WAIT): a
+            # transaction another peer commits after that reaches this one's tx report
+            # queue with its tempids. db() never waits; without a transactor, no wait.
+            pdb.live.wait(SUBSCRIBE_WAIT)
         return pdb
+
+    def _transactor_expected(self) -> bool:
+        """Connected, or a transactor holds the lease and is not known to be dead."""
+        if self.connected.is_set():
+            return True
+        lease = read_lease(self.storage)
+        return lease is not None and not lease.get("released") and not holder_is_dead(lease)
+
+    def _subscribe(self, pdb):
+        """Subscribe to ``pdb``'s novelty from its basis (loop thread); ``pdb.live`` is set
+        when the transactor answers (it sends the catch-up from the log first)."""
+        def answered(fut):
+            if not fut.cancelled() and fut.exception() is None:
+                pdb.live.set()
+        self._send_request(P.SUBSCRIBE, {"db": pdb.name, "from_t": pdb.db.basis_t}
+                           ).add_done_callback(answered)
 
     def close(self):
         """Disconnect and stop the loop thread; connections of this system stop updating."""

@@ -71,9 +71,14 @@ def _is_local(lease) -> bool:
             and lease.get("pidns") == _pid_namespace())
 
 
-def _holder_is_dead(lease) -> bool:
-    # A holder on this machine whose process is gone (kill -9, crash) cannot heartbeat
-    # again: a restarted transactor need not wait two intervals to be sure.
+def holder_is_dead(lease) -> bool:
+    """The lease's holder is a process of this machine that is gone (kill -9, crash): it
+    cannot heartbeat again, so a restarted transactor need not wait two intervals to be
+    sure, and a peer need not wait for it to answer.
+
+    >>> holder_is_dead({"node": "elsewhere", "pid": 1})    # not ours to judge
+    False
+    """
     if not _is_local(lease):
         return False
     try:
@@ -143,7 +148,7 @@ class LeaseHolder:
         """
         raw = self.storage.get_record(LEASE)
         lease, quiet = self.observe(raw)
-        if lease is not None and not lease.get("released") and not _holder_is_dead(lease):
+        if lease is not None and not lease.get("released") and not holder_is_dead(lease):
             limit = 2 * max(lease.get("heartbeat_msec", self.heartbeat_msec), 1000) / 1000.0
             if quiet < limit:
                 return False
