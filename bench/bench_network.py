@@ -16,11 +16,16 @@ Run: ``python bench/bench_network.py -o bench/results/network.json`` (``--fast``
 ``python bench/bench_network.py --cpu`` for CPU time per transaction in the peer and in the
 transactor process (``time.process_time`` and ``/proc/<pid>/stat``): on a shared machine that
 is the figure to compare between two versions, wall-clock throughput moves with the load.
+
+``--peer-gc`` runs the peer (this process) with the garbage-collector thresholds the README
+recommends for peers with many transactions in flight, ``gc.set_threshold(20000, 10, 10)``
+(the transactor always runs with them); without it the peer keeps Python's defaults.
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import sys
@@ -156,7 +161,12 @@ def cpu(rounds=3):
     del conn
 
 
+PEER_GC_THRESHOLDS = (20_000, 10, 10)
+
+
 def _add_args(cmd, args):
+    if args.peer_gc:
+        cmd.append("--peer-gc")
     if args.connect:
         cmd.append("--connect")    # pyperf workers do not inherit the environment
     if args.only:
@@ -164,6 +174,8 @@ def _add_args(cmd, args):
 
 
 def main():
+    if "--peer-gc" in sys.argv:
+        gc.set_threshold(*PEER_GC_THRESHOLDS)
     if "--latency" in sys.argv:
         latency()
         stop_all()
@@ -176,6 +188,8 @@ def main():
     runner = pyperf.Runner(processes=4, values=3, warmups=1, add_cmdline_args=_add_args)
     runner.argparser.add_argument("--connect", action="store_true",
                                   help="also time peer connect to the cached 10M-datom database")
+    runner.argparser.add_argument("--peer-gc", action="store_true",
+                                  help="run the peer with gc.set_threshold(20000, 10, 10)")
     runner.argparser.add_argument("--only", default="",
                                   help="comma-separated words: run only the benchmarks whose "
                                        "names contain one, e.g. tx_inflight_64,bulk")
