@@ -589,6 +589,40 @@ def test_lmdb_corrupt_group_value_names_the_key(lmdb_path):
             list(s.log_range(db))
 
 
+def test_lmdb_first_packed_commit_records_the_storage_format(lmdb_path):
+    """Storage whose log holds packed group commits says format 2, in the same LMDB
+    transaction as the first packed key: an older reader must not misread them."""
+    from fastdatomic.storage.lmdb_store import STORAGE_FORMAT
+    db = new_db()
+    with open_storage("dev", path=lmdb_path) as s:
+        assert s.commit(log=[(db, 1, b"one")])
+        assert s.get_record("storage-format") is None        # single records: format 1 still
+        assert s.commit(log=[(db, 2, b"a"), (db, 3, b"b")], records=[("r", None, b"x")])
+        assert s.get_record("storage-format") == str(STORAGE_FORMAT).encode() == b"2"
+    # a refused packed commit writes nothing, the format record included
+    other = lmdb_path + "-refused"
+    with open_storage("dev", path=other) as s:
+        assert s.commit(log=[(db, 5, b"a"), (db, 6, b"b")], records=[("r", b"no", b"x")]) is False
+        assert s.get_record("storage-format") is None
+
+
+def test_lmdb_refuses_storage_of_a_newer_format(lmdb_path):
+    with open_storage("dev", path=lmdb_path) as s:
+        assert s.commit(records=[("storage-format", None, b"3")])
+    # closed: the next open reads the environment anew, as a fresh process would
+    with pytest.raises(StorageUnavailableError, match=r"storage format 3; this fastdatomic "
+                                                      r"reads formats up to 2") as e:
+        open_storage("dev", path=lmdb_path)
+    assert e.value.data["format"] == 3 and "upgrade fastdatomic" in str(e.value.hint)
+
+
+def test_lmdb_garbled_storage_format_is_corruption(lmdb_path):
+    with open_storage("dev", path=lmdb_path) as s:
+        assert s.commit(records=[("storage-format", None, b"two")])
+    with pytest.raises(StorageCorruptError, match="storage-format is b'two', not a format number"):
+        open_storage("dev", path=lmdb_path)
+
+
 def test_lmdb_map_grows_for_commits_and_put_blobs(lmdb_path):
     s = open_storage("dev", path=lmdb_path, map_size=64 * KiB)
     start = s.describe()["map_size"]

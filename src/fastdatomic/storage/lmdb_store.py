@@ -15,7 +15,11 @@ Layout -- one environment, three named sub-databases:
   so ``set_range(prefix + t)`` finds the key holding ``t`` (ARCHITECTURE §3: one log
   record per transaction or per group-commit batch). So a commit is refused when its
   ``t`` range overlaps a stored key's, even at a ``t`` that key does not hold;
-* ``records``: key = UTF-8 name, value = record.
+* ``records``: key = UTF-8 name, value = record. The record ``storage-format`` says
+  which layout the log may use: absent or ``1``, one record per key; ``2``, packed
+  group commits too. The first packed commit writes ``2`` in its own transaction, and
+  opening storage of a newer format than :data:`STORAGE_FORMAT` is refused with a
+  message saying so, rather than misreading keys.
 
 Durability: the environment runs with ``sync=True, metasync=True,
 writemap=False, map_async=False``: a write transaction's commit returns only
@@ -169,6 +173,7 @@ class _Env:
         self.pid = os.getpid()
         self.grows = 0      # map growths done by this process
         self.adopts = 0     # map growths by other processes adopted here
+        self.format = 1     # the storage-format record (1 when absent)
 
     def adopt_map_size(self) -> None:
         """Take up the map size another process grew the environment to."""
@@ -333,7 +338,38 @@ def _open_env(path: str, key: tuple, map_size: int, max_readers: int) -> _Env:
             raise StorageUnavailableError(f"cannot open LMDB environment {path}: {e}",
                                           data={"path": path}) from e
         raise
-    return _Env(path, key, env, dbs)
+    shared = _Env(path, key, env, dbs)
+    try:
+        shared.format = _read_format(shared)
+    except BaseException:
+        env.close()
+        raise
+    return shared
+
+
+# The newest layout this code reads and writes (see the module doc: 2 = packed group commits).
+STORAGE_FORMAT = 2
+FORMAT_RECORD = b"storage-format"
+
+
+def _read_format(e: "_Env") -> int:
+    with e.env.begin() as txn:
+        raw = txn.get(FORMAT_RECORD, None, e.records)
+    if raw is None:
+        return 1
+    try:
+        fmt = int(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise StorageCorruptError(
+            f"LMDB storage {e.path}: record storage-format is {raw[:32]!r}, not a format number",
+            data={"path": e.path}) from None
+    if fmt > STORAGE_FORMAT:
+        raise StorageUnavailableError(
+            f"LMDB storage {e.path} has storage format {fmt}; this fastdatomic reads formats up "
+            f"to {STORAGE_FORMAT}", data={"path": e.path, "format": fmt,
+                                          "supported": STORAGE_FORMAT},
+            hint="upgrade fastdatomic on this machine (a newer version wrote this storage)")
+    return fmt
 
 
 def _wrap(err: lmdb.Error, op: str, path: str) -> StorageError:
@@ -832,10 +868,15 @@ class LmdbStorage(Storage):
                         return False
             return True
 
+        packs = e.format < STORAGE_FORMAT and any(len(k) == 32 for k, _ in log_b)
+
         def apply(txn) -> bool:
             put = txn.put
             for k, v in log_b:
                 put(k, v, db=ldb)
+            if packs:
+                # Older readers would misread a packed key: say the format first, same txn.
+                put(FORMAT_RECORD, str(STORAGE_FORMAT).encode(), db=rdb)
             if nblobs:
                 self._put_blobs_in(txn, bdb, nblobs)
             for k, _expected, new in records_b:
@@ -844,7 +885,10 @@ class LmdbStorage(Storage):
                 else:
                     put(k, new, db=rdb)
             return True
-        return self._write("commit", apply, decide)
+        ok = self._write("commit", apply, decide)
+        if ok and packs:
+            e.format = STORAGE_FORMAT
+        return ok
 
     # --- lifecycle -------------------------------------------------------------
 
