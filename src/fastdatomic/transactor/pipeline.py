@@ -8,9 +8,12 @@ are they published: novelty to every subscriber, in ``t`` order, then the acks
 (ARCHITECTURE §4.1: ack means durable).
 
 When the writer thread is idle and nothing is queued, the event loop does the same work
-itself (``process_now``): a lone transaction then skips two thread hand-offs, to the
-writer and back (measured: 45-60 µs of a 650 µs round trip). Either way one lock
-(``writing``) admits one writer at a time, in arrival order.
+itself (``process_now``) with what every peer sent in one loop iteration: a lone
+transaction then skips two thread hand-offs, to the writer and back (measured: 45-60 µs
+of a 650 µs round trip). Bulk reads, and everything after a batch that took more than
+a few milliseconds, go to the writer thread, so a slow disk or transaction function
+never keeps the loop from serving peers for long. Either way one lock (``writing``)
+admits one writer at a time, in arrival order.
 
 When a database's memory index passes ``memory-index-threshold`` an indexing job builds
 new segment trees on its own thread (the merge kernel releases the GIL) while
@@ -42,6 +45,9 @@ log = logging.getLogger("fastdatomic.transactor")
 # ``process_now`` leaves bigger socket reads to the writer thread: preparing a bulk
 # transaction takes milliseconds, during which the event loop would read no other peer.
 INLINE_MAX_BYTES = 64 << 10
+# ... and everything while the last batch took longer than this (a slow disk, a slow
+# transaction function): the event loop then keeps serving peers during commits.
+INLINE_MAX_SECONDS = 0.005
 
 
 class TxRequest:
@@ -112,6 +118,7 @@ class Pipeline:
         # Held while a batch is processed, by the writer thread or by ``process_now``: one
         # writer at a time, and a batch taken from the queue is processed before any later one.
         self.writing = threading.Lock()
+        self.slow = False           # the last batch took longer than INLINE_MAX_SECONDS
         self.stopping = False
         self.thread = None
 
@@ -165,8 +172,8 @@ class Pipeline:
 
     def process_now(self, requests) -> bool:
         """Process ``requests`` on the calling thread (the event loop) if the writer thread
-        is idle, nothing is queued and they are small (``INLINE_MAX_BYTES`` of payload in
-        all); otherwise do nothing and return False: the caller then submits them
+        is idle, nothing is queued, they are small (``INLINE_MAX_BYTES`` of payload in all)
+        and the last batch was quick (``INLINE_MAX_SECONDS``); otherwise do nothing and return False: the caller then submits them
         (``submit_many``). Their outcomes come through ``publish`` either way.
 
         Requests queued earlier are never overtaken: the queue is empty, and the writer
@@ -185,8 +192,8 @@ class Pipeline:
         >>> answers[0].result["t"] > 0, answers[0].error
         (True, None)
         """
-        if sum(r.nbytes for r in requests) > INLINE_MAX_BYTES:
-            return False        # a bulk load: keep the loop reading other peers meanwhile
+        if self.slow or sum(r.nbytes for r in requests) > INLINE_MAX_BYTES:
+            return False        # keep the loop reading other peers meanwhile
         with self.cond:
             if self.queue or self.stopping or not self.writing.acquire(blocking=False):
                 return False
@@ -219,8 +226,10 @@ class Pipeline:
 
     def _process_guarded(self, batch) -> bool:
         """``_process`` that never fails silently: a bug stops the transactor (fatal)."""
+        t0 = time.perf_counter()
         try:
             self._process(batch)
+            self.slow = time.perf_counter() - t0 > INLINE_MAX_SECONDS
             return True
         except BaseException as e:   # never lose the writer silently
             log.exception("writer failed")

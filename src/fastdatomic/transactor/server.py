@@ -104,7 +104,11 @@ class PeerSession(asyncio.Protocol):
 
     def data_received(self, data):
         server = self.server
-        server.incoming = []       # transactions of this read go to the writer in one wake-up
+        if server.incoming is None:
+            # Requests of every socket read of this loop iteration go to the pipeline
+            # together, after the reads: one group commit for all the peers that sent.
+            server.incoming = []
+            asyncio.get_running_loop().call_soon(server.submit_incoming)
         try:
             frames = self.decoder.feed(data)
             for kind, req_id, payload in frames:
@@ -116,13 +120,6 @@ class PeerSession(asyncio.Protocol):
         except Exception as e:    # a bug: this connection fails alone, with a reason
             log.exception("peer %s: unexpected error", self.name)
             self.fail(e)
-        finally:
-            incoming, server.incoming = server.incoming, None
-            if incoming and server.pipeline is not None:
-                # With the writer idle and nothing queued, commit right here: a lone
-                # transaction skips the hand-offs to the writer thread and back.
-                if not server.pipeline.process_now(incoming):
-                    server.pipeline.submit_many(incoming)
 
     def eof_received(self):
         return False
@@ -239,7 +236,7 @@ class Transactor:
         self.published: dict[str, int] = {}     # db -> last t sent to subscribers
         self.role = "starting"
         self.deposed = False        # set when we may have lost the lease: never ack again
-        self.incoming = None        # transactions parsed from the socket read in progress
+        self.incoming = None        # requests read in this loop iteration, not yet submitted
         self.stopping = threading.Event()
         self.loop = None
         self.loop_thread = None
@@ -302,7 +299,9 @@ class Transactor:
         caught_up = self.pipeline.load(warm=standby.dbs, warm_ids=standby.tx_ids)
         for name, st in self.pipeline.dbs.items():
             self.published[name] = st.writer.db.basis_t
-        # What is loaded now lives as long as the process: no collection need walk it again.
+        # What is loaded now lives as long as the process: no collection need walk it again
+        # (garbage of the standby phase is collected first, not frozen with it).
+        gc.collect()
         gc.freeze()
         log.info("took the lease at epoch %d; databases ready in %.1f ms (%d of %d needed log "
                  "records since the last standby poll)", self.lease.epoch,
@@ -475,17 +474,26 @@ class Transactor:
 
     def _queue_tx(self, req):
         if self.incoming is not None:
-            self.incoming.append(req)      # submitted when this socket read is done
+            self.incoming.append(req)      # submitted after this loop iteration's reads
         else:
             self.pipeline.submit(req)
 
+    def submit_incoming(self):
+        """Hand this loop iteration's requests to the pipeline, in arrival order. With the
+        writer idle and nothing queued they are committed right here (a lone transaction
+        skips the hand-offs to the writer thread and back); otherwise they queue."""
+        incoming, self.incoming = self.incoming, None
+        if incoming and self.pipeline is not None:
+            if not self.pipeline.process_now(incoming):
+                self.pipeline.submit_many(incoming)
+
     def on_create(self, session, req_id, payload):
         name = _need_db(P.loads(payload, "CREATE_DB"), "CREATE_DB")
-        self.pipeline.submit(TxRequest("create", name, reply=(session, req_id)))
+        self._queue_tx(TxRequest("create", name, reply=(session, req_id)))
 
     def on_delete(self, session, req_id, payload):
         name = _need_db(P.loads(payload, "DELETE_DB"), "DELETE_DB")
-        self.pipeline.submit(TxRequest("delete", name, reply=(session, req_id)))
+        self._queue_tx(TxRequest("delete", name, reply=(session, req_id)))
 
     def on_list(self, session, req_id, payload):
         session.send(P.REPLY, req_id, P.dumps({"names": sorted(self.pipeline.dbs)}))
@@ -537,7 +545,10 @@ class Transactor:
         """
         if threading.get_ident() == self.loop_thread:
             self._publish_queued()
-            self._publish(name, entries, outcomes, event)
+            try:
+                self._publish(name, entries, outcomes, event)
+            except Exception:     # as a loop callback's would be: logged, not fatal
+                log.exception("publishing a commit of %r failed", name)
         else:
             self.to_publish.append((name, entries, outcomes, event))
             self.loop.call_soon_threadsafe(self._publish_queued)
@@ -545,7 +556,11 @@ class Transactor:
     def _publish_queued(self):
         queued = self.to_publish
         while queued:
-            self._publish(*queued.popleft())
+            item = queued.popleft()
+            try:
+                self._publish(*item)
+            except Exception:
+                log.exception("publishing a commit of %r failed", item[0])
 
     def _publish(self, name, entries, outcomes, event):
         if self.deposed:
