@@ -114,10 +114,12 @@ class _PeerDb:
         self.recent: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self.queues: list[TxReportQueue] = []
         self.gone = None
-        # Set while the transactor streams this database's novelty to us (our SUBSCRIBE
-        # was answered on the current connection): what commits from then on arrives
-        # live, with its tempids, rather than read back from the log.
-        self.live = threading.Event()
+        # Set once our SUBSCRIBE on the current connection is answered: from then on the
+        # transactor streams this database's novelty to us, each transaction with its
+        # tempids, rather than our reading it back from the log. ``subscribed_on`` is that
+        # connection (one SUBSCRIBE per connection).
+        self.subscribed = threading.Event()
+        self.subscribed_on = None
         # t -> tempids of transactions whose novelty is on its way (TEMPIDS frames)
         self.tempids: dict[int, dict] = {}
 
@@ -356,6 +358,8 @@ class PeerSystem:
         self.client: _Client | None = None
         self.epoch = None
         self.connected = threading.Event()
+        self.connect_failed = False              # the last attempt to reach the active failed
+        self.dbs_lock = threading.Lock()
         self.closed = False
         self.reconnects = 0
         self.loop = None
@@ -387,12 +391,14 @@ class PeerSystem:
                 await self._connect(lease)
             except (OSError, ConnectionError, asyncio.TimeoutError, E.FastDatomicError) as e:
                 failures += 1
+                self.connect_failed = True
                 if failures % 50 == 1:
                     log.info("cannot reach transactor at %s:%s (%s); watching the lease",
                              lease.get("host"), lease.get("port"), e)
                 await self._await_lease_change(lease, LEASE_POLL * min(failures, 10))
                 continue
             failures = 0
+            self.connect_failed = False
             self.connected.set()
             self._flush_waiting()
             # Connected: watch for the connection to drop or the lease to move on.
@@ -406,7 +412,8 @@ class PeerSystem:
                     break
             self.connected.clear()
             for pdb in list(self.dbs.values()):
-                pdb.live.clear()
+                pdb.subscribed.clear()
+                pdb.subscribed_on = None
             self.client = None
             self._fail_pending()
             self.reconnects += 1
@@ -637,20 +644,34 @@ class PeerSystem:
 
     def database(self, name) -> _PeerDb:
         """The local state of ``name``, loaded from storage and subscribed on first use."""
-        pdb = self.dbs.get(name)
-        if pdb is not None:
+        with self.dbs_lock:         # two threads connecting at once share one _PeerDb
+            pdb = self.dbs.get(name)
+            if pdb is not None:
+                return pdb
+            db = catalog.load_database(self.storage, name, segs=self.segs)
+            pdb = _PeerDb(self, name, db)
+            self.dbs[name] = pdb
+        # Decided on the loop thread, which also (re)subscribes every database on connect:
+        # exactly one SUBSCRIBE per connection, whenever this lands.
+        try:
+            self.loop.call_soon_threadsafe(self._subscribe_if_connected, pdb)
+        except RuntimeError:        # this peer system was shut down: storage reads only
             return pdb
-        db = catalog.load_database(self.storage, name, segs=self.segs)
-        pdb = _PeerDb(self, name, db)
-        self.dbs[name] = pdb
-        if self.connected.is_set():
-            self.loop.call_soon_threadsafe(self._subscribe, pdb)
-        if threading.get_ident() != self.thread.ident and self._transactor_expected():
-            # connect() returns once the subscription is live (or after SUBSCRIBE_WAIT): a
-            # transaction another peer commits after that reaches this one's tx report
-            # queue with its tempids. db() never waits; without a transactor, no wait.
-            pdb.live.wait(SUBSCRIBE_WAIT)
+        if threading.get_ident() != self.thread.ident:
+            self._await_subscription(pdb)
         return pdb
+
+    def _await_subscription(self, pdb):
+        # connect() returns once the transactor answered the subscription (or after
+        # SUBSCRIBE_WAIT): a transaction another peer commits after that reaches this
+        # one's tx report queue with its tempids. db() never waits; nor does connect()
+        # while no transactor can answer (none holds the lease, its holder is dead, or
+        # our last attempt to reach it failed).
+        deadline = time.monotonic() + SUBSCRIBE_WAIT
+        while not pdb.subscribed.wait(0.05):
+            if time.monotonic() >= deadline or self.connect_failed or \
+                    not self._transactor_expected():
+                return
 
     def _transactor_expected(self) -> bool:
         """Connected, or a transactor holds the lease and is not known to be dead."""
@@ -659,12 +680,20 @@ class PeerSystem:
         lease = read_lease(self.storage)
         return lease is not None and not lease.get("released") and not holder_is_dead(lease)
 
+    def _subscribe_if_connected(self, pdb):
+        if self.client is not None and pdb.subscribed_on is not self.client:
+            self._subscribe(pdb)
+
     def _subscribe(self, pdb):
-        """Subscribe to ``pdb``'s novelty from its basis (loop thread); ``pdb.live`` is set
-        when the transactor answers (it sends the catch-up from the log first)."""
+        """Subscribe to ``pdb``'s novelty from its basis (loop thread); ``pdb.subscribed``
+        is set when the transactor answers (after the catch-up from the log), also with an
+        error (then ``db()`` goes on reading storage, and a reconnect subscribes again)."""
+        client = pdb.subscribed_on = self.client
+        pdb.subscribed.clear()
+
         def answered(fut):
-            if not fut.cancelled() and fut.exception() is None:
-                pdb.live.set()
+            if pdb.subscribed_on is client:      # not failed by a lost connection
+                pdb.subscribed.set()
         self._send_request(P.SUBSCRIBE, {"db": pdb.name, "from_t": pdb.db.basis_t}
                            ).add_done_callback(answered)
 
