@@ -616,6 +616,16 @@ def test_lmdb_refuses_storage_of_a_newer_format(lmdb_path):
     assert e.value.data["format"] == 3 and "upgrade fastdatomic" in str(e.value.hint)
 
 
+def test_lmdb_log_key_of_an_unknown_shape_is_refused_as_newer(lmdb_path):
+    db = new_db()
+    with open_storage("dev", path=lmdb_path) as s:
+        assert s.commit(log=[(db, 1, b"a")])
+        with s._e.env.begin(write=True) as txn:          # as a future format might write
+            txn.put(bytes.fromhex(db) + (2).to_bytes(8, "big") + b"\x01" * 4, b"?", db=s._e.log)
+        with pytest.raises(StorageUnavailableError, match="28 bytes.*newer storage format"):
+            list(s.log_range(db))
+
+
 def test_lmdb_garbled_storage_format_is_corruption(lmdb_path):
     with open_storage("dev", path=lmdb_path) as s:
         assert s.commit(records=[("storage-format", None, b"two")])

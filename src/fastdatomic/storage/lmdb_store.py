@@ -353,8 +353,16 @@ FORMAT_RECORD = b"storage-format"
 
 
 def _read_format(e: "_Env") -> int:
-    with e.env.begin() as txn:
-        raw = txn.get(FORMAT_RECORD, None, e.records)
+    for _ in range(64):
+        try:
+            with e.env.begin() as txn:
+                raw = txn.get(FORMAT_RECORD, None, e.records)
+            break
+        except lmdb.MapResizedError:     # another process grew the map meanwhile
+            e.env.set_mapsize(0)
+    else:
+        raise StorageUnavailableError(f"cannot read LMDB storage {e.path}: the map keeps "
+                                      "being resized", data={"path": e.path})
     if raw is None:
         return 1
     try:
@@ -466,6 +474,12 @@ def _key_records(key: bytes, value: bytes):
     """The ``(t, record)`` pairs under one log key (a 24-byte key holds one record)."""
     if len(key) == 24:
         return ((int.from_bytes(key[16:], "big"), value),)
+    if len(key) != 32:
+        # Format 2 has only these two key shapes: a newer writer made this one.
+        raise StorageUnavailableError(
+            f"log key {key.hex()} ({len(key)} bytes) is of a newer storage format than "
+            f"{STORAGE_FORMAT}", data={"key": key.hex(), "supported": STORAGE_FORMAT},
+            hint="upgrade fastdatomic on this machine (a newer version is writing this storage)")
     return _unpack_batch(key, value)
 
 
