@@ -305,6 +305,7 @@ class Pipeline:
             outcomes.append(Outcome(req, r))
             db = r.db_after
         entries = []
+        write_secs = 0.0
         if results:
             t1 = time.perf_counter()
             try:
@@ -322,18 +323,19 @@ class Pipeline:
                         o.result, o.error = None, e
                 entries = []
                 results = []
+            write_secs = time.perf_counter() - t1
             for r in results:
                 st.tx_ids.add(r.tx_uuid, r.t)
-            if self.metrics and results:
-                self.metrics.log_write(time.perf_counter() - t1, len(results),
-                                       sum(map(len, map(itemgetter(2), entries))),
-                                       sum(len(r.keys) for r in results))
         for o in outcomes:
             if o.error is None and not isinstance(o.result, dict):
                 r = o.result
                 o.result = {"t": r.t, "tempids": r.tempids, "duplicate": False}
         self.publish(st.name, entries, outcomes, None)
-        if self.metrics:
+        if self.metrics:            # after publishing: the acks need not wait for them
+            if results:
+                self.metrics.log_write(write_secs, len(results),
+                                       sum(map(len, map(itemgetter(2), entries))),
+                                       sum(len(r.keys) for r in results))
             now = time.perf_counter()
             self.metrics.transactions([now - req.received for req in reqs])
             self.metrics.memory_index(self.memory_index_bytes())
