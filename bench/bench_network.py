@@ -12,7 +12,9 @@ Each pyperf worker starts its own transactor subprocess on a fresh LMDB data-dir
 
 Run: ``python bench/bench_network.py -o bench/results/network.json`` (``--fast`` to iterate;
 ``--only tx_inflight_64,bulk`` runs the benchmarks whose names contain one of the words),
-``python bench/bench_network.py --latency`` for p50/p99 of single sequential transactions, and
+``python bench/bench_network.py --latency`` for p50/p99 of single sequential transactions,
+``python bench/bench_network.py --peers 16`` for 16 peer processes with one transaction in
+flight each (group commit across connections), and
 ``python bench/bench_network.py --cpu`` for CPU time per transaction in the peer and in the
 transactor process (``time.process_time`` and ``/proc/<pid>/stat``): on a shared machine that
 is the figure to compare between two versions, wall-clock throughput moves with the load.
@@ -130,6 +132,51 @@ def latency(n=2000):
           f"p99 {lat[int(n * 0.99)] * 1e3:.3f} ms, max {lat[-1] * 1e3:.3f} ms")
 
 
+_PEER_PROCESS = """
+import sys, time
+sys.path.insert(0, {src!r})
+import fastdatomic as fd
+conn = fd.connect({uri!r})
+for i in range(20):
+    conn.transact([{{":b/n": i, ":b/s": "warm"}}])
+print("ready", flush=True)
+start = float(sys.stdin.readline())
+time.sleep(max(0.0, start - time.time()))
+n = 0
+while time.time() < start + {seconds}:
+    conn.transact([{{":b/n": n, ":b/s": "x"}}])
+    n += 1
+print(n, flush=True)
+"""
+
+
+def peers(n, seconds=3.0):
+    """``n`` peer processes, each transacting sequentially for ``seconds``: total tx/s.
+    One transaction per peer in flight, so throughput comes from group commits across
+    connections (one batch per event-loop iteration of the transactor)."""
+    import subprocess
+    _system()
+    uri = _state["conn"].uri
+    src = os.path.join(HERE, "..", "src")
+    procs = [subprocess.Popen([sys.executable, "-c", _PEER_PROCESS.format(
+        src=src, uri=uri, seconds=seconds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True) for _ in range(n)]
+    try:
+        for p in procs:
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("a peer process did not start")
+        start = time.time() + 0.5
+        for p in procs:
+            p.stdin.write(f"{start}\n")
+            p.stdin.flush()
+        total = sum(int(p.stdout.readline()) for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+    print(f"{n} peer processes, one transaction in flight each, {seconds:g} s: "
+          f"{total / seconds:,.0f} tx/s")
+
+
 def _cpu_seconds(pid):
     """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
     with open(f"/proc/{pid}/stat") as f:
@@ -178,6 +225,10 @@ def main():
         gc.set_threshold(*PEER_GC_THRESHOLDS)
     if "--latency" in sys.argv:
         latency()
+        stop_all()
+        return
+    if "--peers" in sys.argv:
+        peers(int(sys.argv[sys.argv.index("--peers") + 1]))
         stop_all()
         return
     if "--cpu" in sys.argv:
