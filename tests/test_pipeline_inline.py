@@ -148,3 +148,12 @@ def test_after_a_slow_batch_the_loop_leaves_commits_to_the_writer(monkeypatch):
     assert p.process_now([_tx("c")])
     p.stop()
     assert [o.request.tx_data[0][3] for _, o in published] == ["a", "b", "c"]
+
+
+def test_catalog_changes_go_to_the_writer_thread():
+    """Deleting a database deletes its whole log, chunk after fsync'd chunk: never on
+    the event loop."""
+    p, published = _pipeline("inline-catalog")
+    assert not p.process_now([TxRequest("create", "other")])
+    assert not p.process_now([_tx("a"), TxRequest("delete", "db")])
+    assert published == []

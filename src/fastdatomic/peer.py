@@ -387,6 +387,7 @@ class PeerSystem:
             if lease is None or lease.get("released"):
                 await asyncio.sleep(LEASE_POLL)
                 continue
+            self.connect_failed = False          # trying again: connect() may wait for it
             try:
                 await self._connect(lease)
             except (OSError, ConnectionError, asyncio.TimeoutError, E.FastDatomicError) as e:
@@ -646,19 +647,19 @@ class PeerSystem:
         """The local state of ``name``, loaded from storage and subscribed on first use."""
         with self.dbs_lock:         # two threads connecting at once share one _PeerDb
             pdb = self.dbs.get(name)
-            if pdb is not None:
+            new = pdb is None
+            if new:
+                db = catalog.load_database(self.storage, name, segs=self.segs)
+                pdb = self.dbs[name] = _PeerDb(self, name, db)
+        if new:
+            # Decided on the loop thread, which also (re)subscribes every database on
+            # connect: exactly one SUBSCRIBE per connection, whenever this lands.
+            try:
+                self.loop.call_soon_threadsafe(self._subscribe_if_connected, pdb)
+            except RuntimeError:    # this peer system was shut down: storage reads only
                 return pdb
-            db = catalog.load_database(self.storage, name, segs=self.segs)
-            pdb = _PeerDb(self, name, db)
-            self.dbs[name] = pdb
-        # Decided on the loop thread, which also (re)subscribes every database on connect:
-        # exactly one SUBSCRIBE per connection, whenever this lands.
-        try:
-            self.loop.call_soon_threadsafe(self._subscribe_if_connected, pdb)
-        except RuntimeError:        # this peer system was shut down: storage reads only
-            return pdb
         if threading.get_ident() != self.thread.ident:
-            self._await_subscription(pdb)
+            self._await_subscription(pdb)      # at once when it is live already
         return pdb
 
     def _await_subscription(self, pdb):

@@ -172,8 +172,9 @@ class Pipeline:
 
     def process_now(self, requests) -> bool:
         """Process ``requests`` on the calling thread (the event loop) if the writer thread
-        is idle, nothing is queued, they are small (``INLINE_MAX_BYTES`` of payload in all)
-        and the last batch was quick (``INLINE_MAX_SECONDS``); otherwise do nothing and return False: the caller then submits them
+        is idle, nothing is queued, they are small transactions (``INLINE_MAX_BYTES`` of
+        payload in all, no catalog change) and the last batch was quick
+        (``INLINE_MAX_SECONDS``); otherwise do nothing and return False: the caller then submits them
         (``submit_many``). Their outcomes come through ``publish`` either way.
 
         Requests queued earlier are never overtaken: the queue is empty, and the writer
@@ -192,8 +193,12 @@ class Pipeline:
         >>> answers[0].result["t"] > 0, answers[0].error
         (True, None)
         """
-        if self.slow or sum(r.nbytes for r in requests) > INLINE_MAX_BYTES:
-            return False        # keep the loop reading other peers meanwhile
+        if self.slow or sum(r.nbytes for r in requests) > INLINE_MAX_BYTES or \
+                any(r.op != "tx" for r in requests):
+            # Keep the loop reading other peers meanwhile: a bulk load, a slow disk or
+            # transaction function, or a catalog change (deleting a database deletes its
+            # whole log, one fsync'd chunk after another).
+            return False
         with self.cond:
             if self.queue or self.stopping or not self.writing.acquire(blocking=False):
                 return False

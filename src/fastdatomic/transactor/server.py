@@ -321,6 +321,9 @@ class Transactor:
         self.loop.run_until_complete(self._wait_stop())
         # Graceful stop: no new work, finish what is queued, hand the lease over.
         server.close()
+        for s in list(self.sessions):
+            s.transport.pause_reading()
+        self.submit_incoming()     # what the loop's last iteration read, not yet submitted
         self.pipeline.stop()
         self.loop.run_until_complete(asyncio.sleep(0))   # deliver the last acks
         for s in list(self.sessions):
