@@ -10,9 +10,9 @@ are they published: novelty to every subscriber, in ``t`` order, then the acks
 When the writer thread is idle and nothing is queued, the event loop does the same work
 itself (``process_now``) with what every peer sent in one loop iteration: a lone
 transaction then skips two thread hand-offs, to the writer and back (measured: 45-60 µs
-of a 650 µs round trip). Bulk reads, and everything after a batch that took more than
-a few milliseconds, go to the writer thread, so a slow disk or transaction function
-never keeps the loop from serving peers for long. Either way one lock (``writing``)
+of a 650 µs round trip). Bulk reads, catalog changes, and everything after a batch that
+took more than a few milliseconds go to the writer thread, so a slow disk, transaction
+function or database deletion never keeps the loop from serving peers for long. Either way one lock (``writing``)
 admits one writer at a time, in arrival order.
 
 When a database's memory index passes ``memory-index-threshold`` an indexing job builds
@@ -174,8 +174,8 @@ class Pipeline:
         """Process ``requests`` on the calling thread (the event loop) if the writer thread
         is idle, nothing is queued, they are small transactions (``INLINE_MAX_BYTES`` of
         payload in all, no catalog change) and the last batch was quick
-        (``INLINE_MAX_SECONDS``); otherwise do nothing and return False: the caller then submits them
-        (``submit_many``). Their outcomes come through ``publish`` either way.
+        (``INLINE_MAX_SECONDS``); otherwise do nothing and return False: the caller then
+        submits them (``submit_many``). Their outcomes come through ``publish`` either way.
 
         Requests queued earlier are never overtaken: the queue is empty, and the writer
         thread takes its batches under the same ``writing`` lock.

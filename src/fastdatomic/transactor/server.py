@@ -537,7 +537,7 @@ class Transactor:
         self.subscribers.get(name, set()).discard(session)
         session.send(P.REPLY, req_id, b"{}")
 
-    # --- publishing (writer thread or event loop -> event loop) ---------------------------------------------
+    # --- publishing (writer thread or event loop -> event loop) --------------------------
 
     def _publish_from_pipeline(self, name, entries, outcomes, event):
         """Publish a commit's novelty and answers on the event loop, in commit order.
