@@ -15,6 +15,18 @@ cdef class IdSet:
     cdef int ensure_sorted(self) except -1
 
 
+cdef inline bint as_entity_id(object v, int64_t* out):
+    # ``v`` as an entity id: an ``int`` that fits 64 bits. False for anything else, and the
+    # caller takes its general path (a relation column may hold any value).
+    if type(v) is not int:
+        return False
+    try:
+        out[0] = <int64_t>v
+    except OverflowError:
+        return False
+    return True
+
+
 cdef inline uint64_t id_hash(int64_t x) noexcept nogil:
     # Fibonacci hashing; entity ids are dense in their low bits, the multiply spreads them.
     return (<uint64_t>x) * <uint64_t>0x9E3779B97F4A7C15ULL

@@ -80,7 +80,7 @@ cdef class IdSet:
         cdef Py_ssize_t want = len(rows), cap = 16, i, k = 0
         cdef IdSet s = IdSet.__new__(IdSet)
         cdef tuple row
-        cdef int64_t x
+        cdef int64_t x = 0    # set through as_entity_id
         cdef bint ascending = True
         while cap < 2 * want + 2:
             cap <<= 1
@@ -94,12 +94,7 @@ cdef class IdSet:
             s.slots[i] = INT64_MIN
         s.mask = <uint64_t>(cap - 1)
         for row in rows:
-            v = row[col]
-            if type(v) is not int:
-                return None
-            try:
-                x = <int64_t>v
-            except OverflowError:
+            if not as_entity_id(row[col], &x):
                 return None
             s._add(x)
             if ascending:

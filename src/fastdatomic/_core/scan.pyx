@@ -22,7 +22,7 @@ from libc.stdint cimport uint32_t, int64_t, uint64_t
 from fastdatomic._core.segment cimport KeyBlock, DirNode, cmp_bytes, cmp_keys, lower_bound, upper_bound
 from fastdatomic._core.datom cimport Datom
 from fastdatomic._core.codec cimport decode_key_ptr, decode_value_ptr, key_tx, read_id, write_id, get_u64
-from fastdatomic._core.idset cimport IdSet, IdList, idset_has
+from fastdatomic._core.idset cimport IdSet, IdList, idset_has, as_entity_id
 from cpython.long cimport PyLong_FromLongLong
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
@@ -945,7 +945,7 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
     [(1, 10, 20), (3, 30, 60)]
     """
     cdef Py_ssize_t nrows = len(rows), nu = 0, i, j, k, s, nspec = len(specs), width, rj, c
-    cdef int64_t x
+    cdef int64_t x = 0    # set through as_entity_id
     cdef int64_t* ids = NULL        # each distinct entity once, ascending
     cdef Py_ssize_t* first = NULL   # ids[j]'s rows: rows[first[j]:first[j + 1]]
     cdef Matches m[MAX_EXTEND]
@@ -977,12 +977,7 @@ def extend_many(list rows, Py_ssize_t col, list specs, check=None):
         if ids == NULL or first == NULL:
             raise MemoryError()
         for i in range(nrows):
-            e = (<tuple>rows[i])[col]
-            if type(e) is not int:
-                return None
-            try:
-                x = <int64_t>e
-            except OverflowError:
+            if not as_entity_id((<tuple>rows[i])[col], &x):
                 return None
             if nu and x == ids[nu - 1]:
                 continue
