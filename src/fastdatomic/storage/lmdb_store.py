@@ -332,6 +332,8 @@ def _open_env(path: str, key: tuple, map_size: int, max_readers: int) -> _Env:
                     env.set_mapsize(0)
             else:
                 raise StorageFullError(f"cannot create sub-database {name} in {path}")
+        with env.begin() as txn:
+            fmt = _storage_format(path, txn.get(FORMAT_RECORD, None, dbs["records"]))
     except BaseException as e:
         env.close()
         if isinstance(e, lmdb.Error):
@@ -339,11 +341,7 @@ def _open_env(path: str, key: tuple, map_size: int, max_readers: int) -> _Env:
                                           data={"path": path}) from e
         raise
     shared = _Env(path, key, env, dbs)
-    try:
-        shared.format = _read_format(shared)
-    except BaseException:
-        env.close()
-        raise
+    shared.format = fmt
     return shared
 
 
@@ -352,32 +350,27 @@ STORAGE_FORMAT = 2
 FORMAT_RECORD = b"storage-format"
 
 
-def _read_format(e: "_Env") -> int:
-    for _ in range(64):
-        try:
-            with e.env.begin() as txn:
-                raw = txn.get(FORMAT_RECORD, None, e.records)
-            break
-        except lmdb.MapResizedError:     # another process grew the map meanwhile
-            e.env.set_mapsize(0)
-    else:
-        raise StorageUnavailableError(f"cannot read LMDB storage {e.path}: the map keeps "
-                                      "being resized", data={"path": e.path})
+def _storage_format(path: str, raw: bytes | None) -> int:
+    """The format the ``storage-format`` record says (1 when absent); refuses a newer one."""
     if raw is None:
         return 1
     try:
         fmt = int(raw.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise StorageCorruptError(
-            f"LMDB storage {e.path}: record storage-format is {raw[:32]!r}, not a format number",
-            data={"path": e.path}) from None
+            f"LMDB storage {path}: record storage-format is {raw[:32]!r}, not a format number",
+            data={"path": path}) from None
     if fmt > STORAGE_FORMAT:
-        raise StorageUnavailableError(
-            f"LMDB storage {e.path} has storage format {fmt}; this fastdatomic reads formats up "
-            f"to {STORAGE_FORMAT}", data={"path": e.path, "format": fmt,
-                                          "supported": STORAGE_FORMAT},
-            hint="upgrade fastdatomic on this machine (a newer version wrote this storage)")
+        raise _newer_format(f"LMDB storage {path} has storage format {fmt}",
+                            {"path": path, "format": fmt})
     return fmt
+
+
+def _newer_format(what: str, data: dict) -> StorageUnavailableError:
+    return StorageUnavailableError(
+        f"{what}; this fastdatomic reads formats up to {STORAGE_FORMAT}",
+        data={**data, "supported": STORAGE_FORMAT},
+        hint="upgrade fastdatomic on this machine (a newer version wrote this storage)")
 
 
 def _wrap(err: lmdb.Error, op: str, path: str) -> StorageError:
@@ -476,10 +469,8 @@ def _key_records(key: bytes, value: bytes):
         return ((int.from_bytes(key[16:], "big"), value),)
     if len(key) != 32:
         # Format 2 has only these two key shapes: a newer writer made this one.
-        raise StorageUnavailableError(
-            f"log key {key.hex()} ({len(key)} bytes) is of a newer storage format than "
-            f"{STORAGE_FORMAT}", data={"key": key.hex(), "supported": STORAGE_FORMAT},
-            hint="upgrade fastdatomic on this machine (a newer version is writing this storage)")
+        raise _newer_format(f"log key {key.hex()} ({len(key)} bytes) is of a newer storage "
+                            "format", {"key": key.hex()})
     return _unpack_batch(key, value)
 
 
