@@ -240,7 +240,7 @@ class Transactor:
         self.stopping = threading.Event()
         self.loop = None
         self.loop_thread = None
-        self.to_publish = collections.deque()   # the writer thread's, for the loop, in order
+        self.to_publish = collections.deque()   # commits to publish on the loop, in order
         self.lease = None
         self.storage = None
         self.pipeline = None
@@ -542,18 +542,15 @@ class Transactor:
     def _publish_from_pipeline(self, name, entries, outcomes, event):
         """Publish a commit's novelty and answers on the event loop, in commit order.
 
-        The writer thread's publications wait in ``to_publish`` for the loop; a commit made
-        on the loop itself (``Pipeline.process_now``) first delivers those, so it never
-        overtakes an earlier commit (a peer skips novelty older than what it has).
+        Every commit joins one queue, ``to_publish``: the writer thread's wait there for
+        the loop, and a commit made on the loop itself (``Pipeline.process_now``) is
+        delivered after them, so it never overtakes an earlier commit (a peer skips
+        novelty older than what it has).
         """
+        self.to_publish.append((name, entries, outcomes, event))
         if threading.get_ident() == self.loop_thread:
             self._publish_queued()
-            try:
-                self._publish(name, entries, outcomes, event)
-            except Exception:     # as a loop callback's would be: logged, not fatal
-                log.exception("publishing a commit of %r failed", name)
         else:
-            self.to_publish.append((name, entries, outcomes, event))
             self.loop.call_soon_threadsafe(self._publish_queued)
 
     def _publish_queued(self):
@@ -562,7 +559,7 @@ class Transactor:
             item = queued.popleft()
             try:
                 self._publish(*item)
-            except Exception:
+            except Exception:     # as a loop callback's would be: logged, not fatal
                 log.exception("publishing a commit of %r failed", item[0])
 
     def _publish(self, name, entries, outcomes, event):
