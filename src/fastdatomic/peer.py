@@ -18,6 +18,7 @@ transactor becomes active (ARCHITECTURE §4.6–4.8), with no action from applic
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import itertools
 import concurrent.futures
@@ -375,8 +376,25 @@ class PeerSystem:
         import uvloop
         self.loop = uvloop.new_event_loop()
         asyncio.set_event_loop(self.loop)
+        self.maintainer = self.loop.create_task(self._maintain())
         started.set()
-        self.loop.run_until_complete(self._maintain())
+        try:
+            self.loop.run_until_complete(self.maintainer)
+        except asyncio.CancelledError:
+            pass                 # close(): stop at once, whatever the loop was waiting for
+        finally:
+            # No timer of this loop may fire once the interpreter is finalizing: uvloop's
+            # callback would then crash the process (close() and the atexit hook join us).
+            self._closed_down()
+            self.loop.close()
+
+    def _closed_down(self):
+        """The loop thread's last act: drop the connection, answer every request."""
+        client, self.client = self.client, None
+        if client is not None and client.transport is not None:
+            client.transport.abort()
+        self._fail_pending()
+        self._refuse_unsent()
 
     async def _maintain(self):
         """Stay connected to the active transactor; after a loss, find the new one."""
@@ -589,11 +607,23 @@ class PeerSystem:
         drains them, not once per request (a wake-up is a system call and a thread switch).
         """
         self.outq.append(req)
-        if not self.wake_pending:
+        if self.closed:
+            self._refuse_unsent()           # the loop thread may have ended already
+        elif not self.wake_pending:
             self.wake_pending = True
             try:
                 self.loop.call_soon_threadsafe(self._drain)
             except RuntimeError:            # the loop is closed: this system was shut down
+                self._refuse_unsent()
+
+    def _refuse_unsent(self):
+        """Fail every request not sent yet (this system is closed; any thread)."""
+        for q in (self.outq, self.waiting):
+            while q:
+                try:
+                    req = q.pop()
+                except IndexError:
+                    break
                 if req.take():
                     req.fail(E.TransactorUnavailableError(
                         "this peer system is closed: the request was not sent (definitely not "
@@ -699,14 +729,19 @@ class PeerSystem:
                            ).add_done_callback(answered)
 
     def close(self):
-        """Disconnect and stop the loop thread; connections of this system stop updating."""
+        """Disconnect and stop the loop thread (join ``self.thread`` to wait for it);
+        connections of this system stop updating."""
         self.closed = True
+        try:
+            self.loop.call_soon_threadsafe(self._stop)
+        except RuntimeError:
+            pass                 # the loop is closed already
+
+    def _stop(self):
         client = self.client
         if client is not None:
-            try:
-                self.loop.call_soon_threadsafe(client.transport.close)
-            except RuntimeError:
-                pass
+            client.transport.close()
+        self.maintainer.cancel()
 
 
 _systems: dict[str, PeerSystem] = {}
@@ -714,13 +749,23 @@ _systems_lock = threading.Lock()
 
 
 def shutdown_peers():
-    """Close every peer system of this process (tests; a service just exits)."""
+    """Close every peer system of this process and wait (2 s each at most) for its loop
+    thread to end. It runs at interpreter exit by itself (``atexit``): a loop thread still
+    running while the interpreter finalizes would crash the process.
+
+    >>> shutdown_peers()
+    """
     with _systems_lock:
         systems = list(_systems.values())
         _systems.clear()
     for s in systems:
         s.close()
         s.thread.join(2.0)
+
+
+# Before the interpreter finalizes; handlers run last-registered first, so an application's
+# own exit handlers, registered after this import, may still use their connections.
+atexit.register(shutdown_peers)
 
 
 def peer_system(data_dir: str, object_cache_max: int = DEFAULT_OBJECT_CACHE) -> PeerSystem:
