@@ -40,6 +40,7 @@ from fastdatomic._core.txwire import (EDN as TXWIRE_EDN, FORMAT_VERSION as TXWIR
 from fastdatomic.db import catalog
 from fastdatomic.errors import (
     AuthenticationError, FastDatomicError, InvalidTxDataError, ProtocolError,
+    TransactorUnavailableError,
 )
 from fastdatomic.storage import open_storage
 from fastdatomic.transactor import protocol as P
@@ -559,8 +560,33 @@ class Transactor:
             item = queued.popleft()
             try:
                 self._publish(*item)
-            except Exception:     # as a loop callback's would be: logged, not fatal
+            except Exception as e:
                 log.exception("publishing a commit of %r failed", item[0])
+                self._drop_unpublished(item, e)
+
+    def _drop_unpublished(self, item, err):
+        """A commit could not be published (a bug): close every connection that may have
+        missed part of it, its database's subscribers and the peers awaiting an answer.
+        They reconnect and subscribe again from their basis, so the log catches them up
+        and a retry of an unanswered transaction finds it committed (idempotent tx id);
+        a connection left open would silently skip that novelty.
+
+        >>> from types import SimpleNamespace
+        >>> class Peer:
+        ...     closed = False
+        ...     def fail(self, err): print("closed:", err)
+        >>> t = SimpleNamespace(subscribers={"orders": {Peer()}})
+        >>> Transactor._drop_unpublished(t, ("orders", [], [], None), ValueError("bug"))
+        closed: cannot publish a commit of database orders: bug
+        """
+        name, _entries, outcomes, _event = item
+        sessions = set(self.subscribers.get(name, ()))
+        sessions.update(o.request.reply[0] for o in outcomes if o.request.reply is not None)
+        reason = TransactorUnavailableError(
+            f"cannot publish a commit of database {name}: {err}", data={"outcome": "unknown"})
+        for s in sessions:
+            if not s.closed:
+                s.fail(reason)
 
     def _publish(self, name, entries, outcomes, event):
         if self.deposed:
