@@ -52,6 +52,7 @@ RECENT_REPORTS = 4096          # (db_before, db_after, keys) kept per database f
 LEASE_POLL = 0.02              # s between lease reads while looking for an active transactor
 CONNECT_WAIT = 30.0            # s a request waits for a transactor before failing (not committed)
 SUBSCRIBE_WAIT = 5.0           # s connect() waits for its database's subscription to be live
+SUBSCRIBE_RETRY = 0.02         # s between SUBSCRIBEs of a database the transactor has not published yet
 MAX_FRAME = 1 << 30
 
 # tx-data in binary (TRANSACT_BIN); EDN's list type and name check keep it EDN's twin.
@@ -715,18 +716,34 @@ class PeerSystem:
         if self.client is not None and pdb.subscribed_on is not self.client:
             self._subscribe(pdb)
 
-    def _subscribe(self, pdb):
+    def _subscribe(self, pdb, deadline=None):
         """Subscribe to ``pdb``'s novelty from its basis (loop thread); ``pdb.subscribed``
         is set when the transactor answers (after the catch-up from the log), also with an
-        error (then ``db()`` goes on reading storage, and a reconnect subscribes again)."""
+        error (then ``db()`` goes on reading storage, and a reconnect subscribes again).
+
+        "No such database" is asked again every ``SUBSCRIBE_RETRY`` s for up to
+        ``SUBSCRIBE_WAIT`` s: storage had it (we loaded it), so another peer created it a
+        moment ago and the transactor publishes it just after its commit."""
         client = pdb.subscribed_on = self.client
         pdb.subscribed.clear()
+        if deadline is None:
+            deadline = time.monotonic() + SUBSCRIBE_WAIT
 
         def answered(fut):
-            if pdb.subscribed_on is client:      # not failed by a lost connection
-                pdb.subscribed.set()
+            if pdb.subscribed_on is not client:
+                return              # failed with a lost connection: the reconnect subscribes
+            if isinstance(fut.exception(), E.DatabaseNotFoundError) and not self.closed \
+                    and not pdb.gone and time.monotonic() < deadline:
+                self.loop.call_later(SUBSCRIBE_RETRY, self._subscribe_again, pdb, client,
+                                     deadline)
+                return
+            pdb.subscribed.set()
         self._send_request(P.SUBSCRIBE, {"db": pdb.name, "from_t": pdb.db.basis_t}
                            ).add_done_callback(answered)
+
+    def _subscribe_again(self, pdb, client, deadline):
+        if self.client is client and pdb.subscribed_on is client and not self.closed:
+            self._subscribe(pdb, deadline)
 
     def close(self):
         """Disconnect and stop the loop thread (join ``self.thread`` to wait for it);
