@@ -107,6 +107,17 @@ def _register_tx_fn_in_test_process(name, fn):
                 "test process; the transactor has only its FASTDATOMIC_TX_FNS (its classpath)")
 
 
+@pytest.fixture
+def peers_and_transactors_stopped():
+    """After the test: close this process's peer systems, then stop the transactors it
+    started (``pytestmark = pytest.mark.usefixtures("peers_and_transactors_stopped")``)."""
+    yield
+    from fastdatomic.peer import shutdown_peers
+    from transactor_helper import stop_all
+    shutdown_peers()
+    stop_all()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def dev_transactor(tmp_path_factory):
     """Under ``FASTDATOMIC_TEST_PROTOCOL=dev``: one transactor for the whole session, with

@@ -23,11 +23,10 @@ import pytest
 import fastdatomic as fd
 from fastdatomic._core.frame import FrameDecoder, encode_frame
 from fastdatomic.errors import TransactorUnavailableError
-from fastdatomic.peer import shutdown_peers
 from fastdatomic.storage import open_storage
 from fastdatomic.transactor import protocol as P
 from fastdatomic.transactor.lease import read_lease
-from transactor_helper import ROOT, start_transactor, stop_all, wait_until
+from transactor_helper import ROOT, start_transactor, wait_until
 
 LONG = os.environ.get("FASTDATOMIC_LONG") == "1"
 SCHEMA = """[{:db/ident :load/uid :db/valueType :db.type/uuid :db/cardinality :db.cardinality/one
@@ -60,11 +59,7 @@ PEER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(autouse=True)
-def _cleanup():
-    yield
-    shutdown_peers()
-    stop_all()
+pytestmark = pytest.mark.usefixtures("peers_and_transactors_stopped")
 
 
 def data_dir(tmp_path):

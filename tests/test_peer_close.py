@@ -17,17 +17,13 @@ import pytest
 
 import fastdatomic as fd
 from fastdatomic.errors import TransactorUnavailableError
-from fastdatomic.peer import peer_system, shutdown_peers
-from transactor_helper import ROOT, start_transactor, stop_all
+from fastdatomic.peer import peer_system
+from transactor_helper import ROOT, start_transactor
 
 SCHEMA = '[{:db/ident :c/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one}]'
 
 
-@pytest.fixture(autouse=True)
-def _cleanup():
-    yield
-    shutdown_peers()
-    stop_all()
+pytestmark = pytest.mark.usefixtures("peers_and_transactors_stopped")
 
 
 def test_exit_hooks_stop_every_peer_loop_thread(tmp_path):

@@ -15,20 +15,15 @@ import uuid
 import pytest
 
 import fastdatomic as fd
-from fastdatomic.peer import shutdown_peers
 from fastdatomic.transactor import protocol as P
 from fastdatomic.transactor.pipeline import Outcome, TxRequest
 from fastdatomic.transactor.server import _with_tempids
-from transactor_helper import ROOT, start_transactor, stop_all
+from transactor_helper import ROOT, start_transactor
 
 SCHEMA = '[{:db/ident :p/name :db/valueType :db.type/string :db/cardinality :db.cardinality/one}]'
 
 
-@pytest.fixture(autouse=True)
-def _cleanup():
-    yield
-    shutdown_peers()
-    stop_all()
+pytestmark = pytest.mark.usefixtures("peers_and_transactors_stopped")
 
 
 WATCHER = textwrap.dedent("""

@@ -750,15 +750,10 @@ class PeerSystem:
         connections of this system stop updating."""
         self.closed = True
         try:
-            self.loop.call_soon_threadsafe(self._stop)
+            # The loop thread then drops the connection and answers what is pending.
+            self.loop.call_soon_threadsafe(self.maintainer.cancel)
         except RuntimeError:
             pass                 # the loop is closed already
-
-    def _stop(self):
-        client = self.client
-        if client is not None:
-            client.transport.close()
-        self.maintainer.cancel()
 
 
 _systems: dict[str, PeerSystem] = {}
