@@ -13,6 +13,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 import uuid as uuid_mod
 from _thread import allocate_lock as _allocate_lock
 from concurrent.futures._base import (CANCELLED as _CANCELLED, CANCELLED_AND_NOTIFIED as
@@ -25,7 +26,8 @@ from fastdatomic.db import tx as txmod
 from fastdatomic.db.catalog import DatabaseWriter
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
-from fastdatomic.errors import InvalidTxDataError, DatabaseNotFoundError, TransactTimeoutError
+from fastdatomic.errors import (InvalidTxDataError, InvalidValueError, DatabaseNotFoundError,
+                                SyncTimeoutError, TransactTimeoutError)
 from fastdatomic.ids import tx_to_t
 
 __all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
@@ -295,6 +297,17 @@ class _LocalTransactor:
         finally:
             self.lock.release()
 
+    def request_index(self) -> bool:
+        """Run the indexing job now (in-process: on the caller's thread, after the
+        transaction in progress); False if there was no novelty to index."""
+        with self.lock:
+            if self.closed:
+                raise DatabaseNotFoundError(f"cannot index: {self.closed}")
+            if not self.writer.db.memindex.datom_count:
+                return False
+            self.last_db = self.writer.index()
+            return True
+
 
 def _tx_data(tx_data):
     if isinstance(tx_data, str):
@@ -307,6 +320,9 @@ def _check_tx_id(tx_id):
     if tx_id is not None and not isinstance(tx_id, uuid_mod.UUID):
         raise InvalidTxDataError(f"tx_id must be a uuid.UUID, got {tx_id!r}")
     return tx_id
+
+
+SYNC_INDEX_POLL = 0.05      # s between looks at the index while sync_index waits
 
 
 class _ConnectionCommon:
@@ -339,6 +355,33 @@ class _ConnectionCommon:
         """Stop feeding ``q``."""
         if q in self._report_queues:
             self._report_queues.remove(q)
+
+    def sync_index(self, t: int, timeout: float | None = None) -> Database:
+        """A database value whose durable index covers ``t`` (``index_basis_t >= t``),
+        once an indexing job has reached it. Blocks until then, or raises
+        ``SyncTimeoutError`` after ``timeout`` seconds (``None``: no limit). Indexing
+        jobs start when novelty passes ``memory-index-threshold``, or on ``request_index``.
+
+        >>> r = conn.transact([{":person/name": "Indexed"}]); conn.request_index()
+        True
+        >>> conn.sync_index(r.t, timeout=30).index_basis_t >= r.t
+        True
+        """
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise InvalidValueError(f"sync_index needs a t (a non-negative int), got {t!r}",
+                                    data={"t": repr(t)})
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            db = self._indexed_value(t)
+            if db is not None:
+                return db
+            left = SYNC_INDEX_POLL if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise SyncTimeoutError(
+                    f"no durable index of {self.db().name!r} covers t={t} within {timeout} s "
+                    f"(index basis t={self.db().index_basis_t})",
+                    data={"t": t, "index_basis_t": self.db().index_basis_t})
+            self._await_index(min(SYNC_INDEX_POLL, left))
 
     def log(self) -> Log:
         """The database's transaction log, as a value at the current basis.
@@ -445,6 +488,25 @@ class Connection(_ConnectionCommon):
         True
         """
         return self.db()
+
+    def request_index(self) -> bool:
+        """Start an indexing job now, whatever the size of the novelty (Datomic's
+        ``request-index``): novelty up to the latest transaction is merged into new
+        durable segment trees. In-process the job runs before this returns. False when
+        there is nothing to index (the durable index already covers every transaction).
+
+        >>> r = conn.transact([{":person/name": "Requested"}])
+        >>> conn.request_index(), conn.db().index_basis_t >= r.t, conn.request_index()
+        (True, True, False)
+        """
+        return self._tx.request_index()
+
+    def _indexed_value(self, t):
+        db = self.db()
+        return db if db.index_basis_t >= t else None
+
+    def _await_index(self, secs):
+        time.sleep(secs)          # in-process, indexing runs on a transacting thread
 
     def release(self):
         """Release this connection (the in-process system keeps the database)."""

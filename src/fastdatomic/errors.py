@@ -275,5 +275,12 @@ class BusyError(TransactionError):
     hint = "the memory index is past memory-index-max; retry after the indexing job"
 
 
+class SyncTimeoutError(FastDatomicError, TimeoutError):
+    """``sync_index`` gave up waiting for an index that covers the ``t`` it was given."""
+
+    kind = "db.error/sync-timeout"
+    hint = "an indexing job runs once novelty passes memory-index-threshold; request_index starts one"
+
+
 __all__ += ["ConfigError", "ProtocolError", "AuthenticationError", "TransactorUnavailableError",
-            "BusyError"]
+            "BusyError", "SyncTimeoutError"]

@@ -942,6 +942,40 @@ class PeerConnection(_ConnectionCommon):
             self._db.catch_up(t)
         return self.db()
 
+    def request_index(self) -> bool:
+        """Ask the transactor for an indexing job now, whatever the size of the novelty
+        (Datomic's ``request-index``). The job runs in the background and covers every
+        transaction this connection sent before; ``sync_index(t)`` waits for it. False
+        when there is nothing to index (the durable index already covers every
+        transaction). Example (``tests/test_request_index.py`` runs it)::
+
+            r = conn.transact([{":person/name": "Requested"}])
+            conn.request_index()                       # True
+            conn.sync_index(r.t, timeout=30)           # a value with index_basis_t >= r.t
+        """
+        if self._db.gone:
+            raise E.DatabaseNotFoundError(f"cannot index: {self._db.gone}")
+        reply = self.system.call(P.REQUEST_INDEX, {"db": self.name})
+        return bool(reply.get("requested"))
+
+    def _indexed_value(self, t):
+        pdb = self._db
+        if pdb.db.index_basis_t >= t:
+            return pdb.db
+        # The root in storage says where the durable index is (the INDEXED message may
+        # not have come yet, or there is no transactor right now).
+        root, _ = catalog.read_root(self.storage, self.name)
+        if root is not None and root["index_basis_t"] >= t:
+            pdb.catch_up()
+            if pdb.db.index_basis_t >= t:
+                return pdb.db
+        return None
+
+    def _await_index(self, secs):
+        pdb = self._db
+        with pdb.lock:
+            pdb.changed.wait(secs)    # a new value (novelty or an adopted index) wakes us
+
     def release(self):
         """Release this connection (the process keeps its peer system)."""
 

@@ -247,6 +247,11 @@ class Pipeline:
             if req.op == "adopt":
                 self._adopt(req)
                 continue
+            if req.op == "index":
+                self._flush(groups)       # the job covers what was queued before the request
+                groups = {}
+                self._request_index(req)
+                continue
             if req.op in ("create", "delete"):
                 self._flush(groups)
                 groups = {}
@@ -372,8 +377,22 @@ class Pipeline:
 
     # --- indexing ---------------------------------------------------------------
 
-    def _maybe_index(self, st):
-        if st.indexing or st.writer.db is None or st.writer.db.memindex.nbytes <= self.threshold:
+    def _request_index(self, req):
+        """``request_index``: an indexing job now, whatever the size of the novelty."""
+        st = self.dbs.get(req.db)
+        if st is None:
+            err = DatabaseNotFoundError(f"database {req.db!r} does not exist", data={"name": req.db})
+            self.publish(req.db, [], [Outcome(req, error=err)], None)
+            return
+        self._maybe_index(st, force=True)
+        result = {"requested": st.indexing, "basis_t": st.writer.db.basis_t}
+        self.publish(st.name, [], [Outcome(req, result)], None)
+
+    def _maybe_index(self, st, force=False):
+        db = st.writer.db
+        if st.indexing or db is None:
+            return
+        if not (db.memindex.nbytes > self.threshold or (force and db.memindex.datom_count)):
             return
         st.indexing = True
         snapshot = st.writer.db

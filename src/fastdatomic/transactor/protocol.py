@@ -38,6 +38,7 @@ __all__ = [
     "CHALLENGE", "AUTH", "WELCOME", "ERROR", "REPLY", "ACKS", "TRANSACT", "TRANSACT_BIN", "SUBSCRIBE",
     "UNSUBSCRIBE",
     "NOVELTY", "INDEXED", "CREATE_DB", "DELETE_DB", "LIST_DBS", "STATUS", "DB_GONE",
+    "REQUEST_INDEX",
     "peer_mac", "transactor_mac", "dumps", "loads", "novelty_payload", "parse_novelty",
     "acks_payload", "parse_acks", "TEMPIDS", "tempids_payload", "parse_tempids",
     "error_payload", "KIND_NAMES",
@@ -71,6 +72,7 @@ CREATE_DB = 20     # {db} -> REPLY {created}
 DELETE_DB = 21     # {db} -> REPLY {deleted}
 LIST_DBS = 22      # {} -> REPLY {names}
 STATUS = 23        # {} -> REPLY {role, epoch, databases, ...}
+REQUEST_INDEX = 24  # {db} -> REPLY {requested, basis_t}: start an indexing job now
 
 KIND_NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int)
               and k not in ("KIND_NAMES",)}

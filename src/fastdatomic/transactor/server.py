@@ -254,6 +254,7 @@ class Transactor:
             P.SUBSCRIBE: self.on_subscribe,
             P.UNSUBSCRIBE: self.on_unsubscribe, P.CREATE_DB: self.on_create,
             P.DELETE_DB: self.on_delete, P.LIST_DBS: self.on_list, P.STATUS: self.on_status,
+            P.REQUEST_INDEX: self.on_request_index,
         }
 
     # --- life cycle -------------------------------------------------------------------
@@ -498,6 +499,12 @@ class Transactor:
     def on_delete(self, session, req_id, payload):
         name = _need_db(P.loads(payload, "DELETE_DB"), "DELETE_DB")
         self._queue_tx(TxRequest("delete", name, reply=(session, req_id)))
+
+    def on_request_index(self, session, req_id, payload):
+        # Through the writer's queue: the job starts from the value after every
+        # transaction this peer sent before, as Datomic's request-index does.
+        name = _need_db(P.loads(payload, "REQUEST_INDEX"), "REQUEST_INDEX")
+        self._queue_tx(TxRequest("index", name, reply=(session, req_id)))
 
     def on_list(self, session, req_id, payload):
         session.send(P.REPLY, req_id, P.dumps({"names": sorted(self.pipeline.dbs)}))

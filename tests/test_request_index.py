@@ -1,0 +1,149 @@
+"""``request_index`` and ``sync_index`` (Datomic's ``request-index`` / ``sync-index``):
+an indexing job on demand, and waiting for a durable index that covers a ``t``.
+
+In-process, through the transactor's pipeline, and through a real transactor process
+with a networked peer."""
+
+import threading
+import uuid
+
+import pytest
+
+import fastdatomic as fd
+from fastdatomic.db import catalog
+from fastdatomic.errors import DatabaseNotFoundError, InvalidValueError, SyncTimeoutError
+from fastdatomic.storage import open_storage
+from fastdatomic.transactor.pipeline import Pipeline, TxRequest
+from transactor_helper import start_transactor
+
+SCHEMA = """[{:db/ident :item/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one
+              :db/index true}]"""
+COUNT = "[:find (count ?e) . :where [?e :item/n]]"
+
+
+def _mem_conn():
+    uri = f"fastdatomic:mem://request-index-{uuid.uuid4().hex}"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    return conn
+
+
+def test_in_process_request_index_moves_novelty_into_durable_trees():
+    conn = _mem_conn()
+    reports = [conn.transact([{":item/n": i}]) for i in range(20)]
+    last = reports[-1].t
+    before = conn.db()
+    assert before.index_basis_t < last and before.memindex.datom_count > 0
+    assert conn.request_index() is True
+    after = conn.sync_index(last, timeout=5)
+    assert after.index_basis_t >= last and after.memindex.datom_count == 0
+    # The same facts, now read from segments; the older value still reads its own.
+    assert fd.q(COUNT, after) == fd.q(COUNT, before) == 20
+    e7 = "[:find ?e . :where [?e :item/n 7]]"
+    assert fd.q(e7, after) == fd.q(e7, before) is not None
+    # Nothing new: nothing to index.
+    assert conn.request_index() is False
+
+
+def test_sync_index_times_out_with_a_clear_error_and_checks_its_t():
+    conn = _mem_conn()
+    r = conn.transact([{":item/n": 1}])
+    with pytest.raises(SyncTimeoutError) as e:
+        conn.sync_index(r.t, timeout=0.1)       # no job ran: the index does not cover r.t
+    assert f"t={r.t}" in str(e.value) and e.value.data["t"] == r.t
+    for bad in (None, "12", -1, True, 1.5):
+        with pytest.raises(InvalidValueError):
+            conn.sync_index(bad, timeout=0.1)
+
+
+def test_sync_index_waits_for_a_job_started_by_another_thread():
+    conn = _mem_conn()
+    r = conn.transact([{":item/n": 1}])
+    timer = threading.Timer(0.2, conn.request_index)
+    timer.start()
+    try:
+        assert conn.sync_index(r.t, timeout=10).index_basis_t >= r.t
+    finally:
+        timer.join()
+
+
+def test_in_process_request_index_on_a_deleted_database():
+    uri = f"fastdatomic:mem://request-index-gone-{uuid.uuid4().hex}"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    fd.delete_database(uri)
+    with pytest.raises(DatabaseNotFoundError):
+        conn.request_index()
+
+
+def _pipeline(name):
+    st = open_storage("mem", name=name)
+    catalog.create_database(st, "db")
+    published, events = [], []
+    done = threading.Event()
+
+    def publish(db, log, outcomes, event):
+        published.extend(outcomes)
+        if event is not None:
+            events.append(event)
+            done.set()
+
+    p = Pipeline(st, fence=lambda: [], publish=publish, fatal=print)
+    p.load()
+    return p, published, events, done
+
+
+def test_pipeline_index_request_starts_a_job_below_the_threshold():
+    p, published, events, done = _pipeline(f"request-index-{uuid.uuid4().hex}")
+    assert p.threshold > 1 << 20                 # a few datoms never start a job by themselves
+    p.start()
+    try:
+        p.submit(TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "first"]]))
+        p.submit(TxRequest("index", "db"))
+        p.submit(TxRequest("index", "nope"))
+        assert done.wait(10), "the requested indexing job never landed"
+    finally:
+        p.stop()
+    tx, requested, missing = published[:3]
+    assert tx.error is None and requested.error is None
+    assert requested.result == {"requested": True, "basis_t": tx.result["t"]}
+    assert isinstance(missing.error, DatabaseNotFoundError)
+    assert events == [("indexed", tx.result["t"])]
+    assert p.dbs["db"].writer.db.index_basis_t == tx.result["t"]
+
+
+@pytest.mark.usefixtures("peers_and_transactors_stopped")
+def test_networked_peer_requests_an_index_and_syncs_to_it(tmp_path):
+    start_transactor(tmp_path)
+    uri = f"fastdatomic:dev://{tmp_path}/data/db"
+    assert fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    last = [conn.transact([{":item/n": i}]) for i in range(30)][-1].t
+    assert conn.db().index_basis_t < last
+    assert conn.request_index() is True
+    db = conn.sync_index(last, timeout=30)
+    assert db.index_basis_t >= last and db.basis_t >= last
+    assert fd.q(COUNT, db) == 30
+    assert sorted(fd.q("[:find [?n ...] :where [?e :item/n ?n] [(< ?n 3)]]", db)) == [0, 1, 2]
+    # The root in storage agrees: the job's trees are durable.
+    root, _ = catalog.read_root(open_storage("dev", path=str(tmp_path / "data")), "db")
+    assert root["index_basis_t"] >= last
+    # Transactions go on on top of the new index.
+    r = conn.transact([{":item/n": 100}])
+    assert fd.q(COUNT, conn.db()) == 31 and r.t > last
+    with pytest.raises(SyncTimeoutError):
+        conn.sync_index(r.t + 1000, timeout=0.2)
+    # A new database's novelty is its bootstrap schema; once indexed, nothing is left.
+    other = f"fastdatomic:dev://{tmp_path}/data/other"
+    assert fd.create_database(other)
+    oconn = fd.connect(other)
+    assert oconn.request_index() is True
+    assert oconn.sync_index(0, timeout=30).memindex.datom_count == 0
+    assert oconn.request_index() is False
+    # A deleted database: a clear error.
+    fd.delete_database(uri)
+    with pytest.raises(DatabaseNotFoundError):
+        conn.request_index()
