@@ -147,3 +147,24 @@ def test_networked_peer_requests_an_index_and_syncs_to_it(tmp_path):
     fd.delete_database(uri)
     with pytest.raises(DatabaseNotFoundError):
         conn.request_index()
+
+
+def test_a_request_during_a_running_job_gets_a_job_of_its_own_afterwards():
+    # The running job started from an older value: it may not cover the requester's
+    # transactions, so another job follows it, whatever the novelty's size.
+    p, published, events, done = _pipeline(f"request-index-busy-{uuid.uuid4().hex}")
+    st = p.dbs["db"]
+    p._process([TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "a"]])])
+    st.indexing = True                           # as if a job were running
+    p._process([TxRequest("index", "db")])
+    assert published[-1].result["requested"] is True and st.index_wanted
+    st.indexing = False                          # ... and it landed without covering us
+    p._process([TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "b"]])])
+    last = published[-1].result["t"]
+    assert st.indexing and not st.index_wanted   # the wanted job started after that commit
+    p.start()
+    try:
+        assert done.wait(10), "the wanted indexing job never landed"
+    finally:
+        p.stop()
+    assert events == [("indexed", last)] and st.writer.db.index_basis_t == last

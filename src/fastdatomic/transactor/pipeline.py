@@ -77,12 +77,14 @@ class Outcome:
 
 
 class _DbState:
-    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids")
+    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids", "index_wanted")
 
     def __init__(self, name, writer, tx_ids: TxIds | None = None):
         self.name = name
         self.writer = writer
         self.indexing = False
+        # request_index came while a job ran from an older value: run another after it
+        self.index_wanted = False
         self.deferred = collections.deque()    # held back under back-pressure
         db = writer.db
         if tx_ids is not None and tx_ids.db_id == db.db_id and tx_ids.basis_t <= db.basis_t:
@@ -384,7 +386,10 @@ class Pipeline:
             err = DatabaseNotFoundError(f"database {req.db!r} does not exist", data={"name": req.db})
             self.publish(req.db, [], [Outcome(req, error=err)], None)
             return
-        self._maybe_index(st, force=True)
+        if st.indexing:
+            st.index_wanted = True    # the running job may predate this peer's transactions
+        else:
+            self._maybe_index(st, force=True)
         result = {"requested": st.indexing, "basis_t": st.writer.db.basis_t}
         self.publish(st.name, [], [Outcome(req, result)], None)
 
@@ -392,6 +397,7 @@ class Pipeline:
         db = st.writer.db
         if st.indexing or db is None:
             return
+        force, st.index_wanted = force or st.index_wanted, False
         if not (db.memindex.nbytes > self.threshold or (force and db.memindex.datom_count)):
             return
         st.indexing = True
