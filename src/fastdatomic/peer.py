@@ -965,7 +965,7 @@ class PeerConnection(_ConnectionCommon):
         # The root in storage says where the durable index is (the INDEXED message may
         # not have come yet, or there is no transactor right now).
         root, _ = catalog.read_root(self.storage, self.name)
-        if root is not None and root["index_basis_t"] >= t:
+        if root["index_basis_t"] >= t:     # (a deleted database raises here)
             pdb.catch_up()
             if pdb.db.index_basis_t >= t:
                 return pdb.db
