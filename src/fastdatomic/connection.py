@@ -377,10 +377,11 @@ class _ConnectionCommon:
                 return db
             left = SYNC_INDEX_POLL if deadline is None else deadline - time.monotonic()
             if left <= 0:
+                db = self.db()
                 raise SyncTimeoutError(
-                    f"no durable index of {self.db().name!r} covers t={t} within {timeout} s "
-                    f"(index basis t={self.db().index_basis_t})",
-                    data={"t": t, "index_basis_t": self.db().index_basis_t})
+                    f"no durable index of {db.name!r} covers t={t} within {timeout} s "
+                    f"(index basis t={db.index_basis_t})",
+                    data={"t": t, "index_basis_t": db.index_basis_t})
             self._await_index(min(SYNC_INDEX_POLL, left))
 
     def log(self) -> Log:

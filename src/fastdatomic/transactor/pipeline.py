@@ -266,9 +266,7 @@ class Pipeline:
         for name, reqs in groups.items():
             st = self.dbs.get(name)
             if st is None:
-                err = DatabaseNotFoundError(f"database {name!r} does not exist",
-                                            data={"name": name})
-                self.publish(name, [], [Outcome(r, error=err) for r in reqs], None)
+                self._no_such_database(name, reqs)
                 continue
             db_id = st.writer.db.db_id
             current = [r for r in reqs if r.db_id is None or r.db_id == db_id]
@@ -379,26 +377,29 @@ class Pipeline:
 
     # --- indexing ---------------------------------------------------------------
 
+    def _no_such_database(self, name, reqs):
+        err = DatabaseNotFoundError(f"database {name!r} does not exist", data={"name": name})
+        self.publish(name, [], [Outcome(r, error=err) for r in reqs], None)
+
     def _request_index(self, req):
-        """``request_index``: an indexing job now, whatever the size of the novelty."""
+        """``request_index``: an indexing job now, whatever the size of the novelty. While
+        a job runs (from a value that may predate the requester's transactions) the wish
+        waits, and the next ``_maybe_index`` after it lands starts another."""
         st = self.dbs.get(req.db)
         if st is None:
-            err = DatabaseNotFoundError(f"database {req.db!r} does not exist", data={"name": req.db})
-            self.publish(req.db, [], [Outcome(req, error=err)], None)
+            self._no_such_database(req.db, [req])
             return
-        if st.indexing:
-            st.index_wanted = True    # the running job may predate this peer's transactions
-        else:
-            self._maybe_index(st, force=True)
+        st.index_wanted = True
+        self._maybe_index(st)
         result = {"requested": st.indexing, "basis_t": st.writer.db.basis_t}
         self.publish(st.name, [], [Outcome(req, result)], None)
 
-    def _maybe_index(self, st, force=False):
+    def _maybe_index(self, st):
         db = st.writer.db
         if st.indexing or db is None:
             return
-        force, st.index_wanted = force or st.index_wanted, False
-        if not (db.memindex.nbytes > self.threshold or (force and db.memindex.datom_count)):
+        wanted, st.index_wanted = st.index_wanted, False
+        if not (db.memindex.nbytes > self.threshold or (wanted and db.memindex.datom_count)):
             return
         st.indexing = True
         snapshot = st.writer.db
