@@ -973,3 +973,53 @@ def test_every_spi_method_has_an_example():
         if name.startswith("_") and name not in ("__enter__",):
             continue
         assert fn.__doc__ and ">>>" in fn.__doc__, name
+
+
+# --- preallocation: written zeros ahead of LMDB's last page ------------------------------
+
+def _file_and_used(s):
+    d = s.describe()
+    return d["file_bytes"], d["used_bytes"]
+
+
+def test_lmdb_keeps_written_blocks_ahead_of_its_last_page(lmdb_path):
+    from fastdatomic.storage import lmdb_store
+    s = open_storage("dev", path=lmdb_path)
+    db = "ab" * 16
+    for t in range(1, 200):
+        s.commit(log=[(db, t, os.urandom(3000))], records=[("r", None if t == 1 else b"%d" % (t - 1),
+                                                               b"%d" % t)])
+        size, used = _file_and_used(s)
+        # the commit's own pages came out of the zeros (or grew the file past them)
+        assert size >= used
+    assert size - used >= lmdb_store.PREALLOC_LOW - 64 * 1024   # ahead again after the last
+    # Blocks allocated, not a sparse hole: the zeros were written.
+    st = os.stat(os.path.join(lmdb_path, "data.mdb"))
+    assert st.st_blocks * 512 >= size - 64 * 1024
+    s.close()
+    # Reopened (the zeros past the last page are never read): every record is intact.
+    s = open_storage("dev", path=lmdb_path)
+    assert [t for t, _ in s.log_range(db)] == list(range(1, 200))
+    assert s.get_record("r") == b"199"
+    # A commit larger than the preallocated stretch writes past it, as LMDB always did.
+    big = os.urandom(3 * lmdb_store.PREALLOC_CHUNK)
+    assert s.commit(log=[(db, 200, big)])
+    assert dict(s.log_range(db, 200))[200] == big
+    s.close()
+
+
+def test_lmdb_commit_goes_on_when_preallocation_fails(lmdb_path, monkeypatch, caplog):
+    import errno
+    from fastdatomic.storage import lmdb_store
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(lmdb_store.os, "pwrite", full)
+    s = open_storage("dev", path=lmdb_path)
+    with caplog.at_level("WARNING", logger="fastdatomic.storage"):
+        assert s.commit(records=[("r", None, b"1")])
+        assert s.commit(records=[("r", b"1", b"2")])
+    assert s.get_record("r") == b"2"
+    warned = [r for r in caplog.records if "cannot preallocate" in r.getMessage()]
+    assert len(warned) == 1 and "No space left" in warned[0].getMessage()   # then it waits
+    s.close()
