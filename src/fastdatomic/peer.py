@@ -10,7 +10,10 @@ One background thread runs a uvloop event loop with one connection to the transa
 shared by every database this process uses. User threads hand it requests through a deque,
 waking it once per batch rather than once per request; transactions go as TRANSACT_BIN
 (tx-data in the binary encoding of ``_core.txwire``) and come back as one ACKS frame per
-group commit, after their novelty. When the transactor goes away the peer keeps
+group commit, after their novelty. The acks are answered before that novelty is applied:
+the user threads they wake send their next transactions first, so the transactor commits
+those while this peer applies the last group (a reader applies pending novelty itself, so
+``db()`` after ``transact`` still includes it). When the transactor goes away the peer keeps
 answering ``db()`` from its last value, watches the lease, and reconnects to whichever
 transactor becomes active (ARCHITECTURE §4.6–4.8), with no action from application code.
 """
@@ -53,6 +56,7 @@ LEASE_POLL = 0.02              # s between lease reads while looking for an acti
 CONNECT_WAIT = 30.0            # s a request waits for a transactor before failing (not committed)
 SUBSCRIBE_WAIT = 5.0           # s connect() waits for its database's subscription to be live
 SUBSCRIBE_RETRY = 0.02         # s between SUBSCRIBEs of a database the transactor has not published yet
+DEFERRED_APPLY = 0.005         # s at most between answering acks and applying their novelty
 MAX_FRAME = 1 << 30
 
 # tx-data in binary (TRANSACT_BIN); EDN's list type and name check keep it EDN's twin.
@@ -107,7 +111,15 @@ class _PeerDb:
     def __init__(self, system, name, db):
         self.system = system
         self.name = name
-        self.db = db
+        self.applied = db           # the value with every novelty record applied so far
+        # Novelty received but not applied yet (log records, in t order). A group commit's
+        # acks are answered before its novelty is applied, so the user threads they wake
+        # can send their next transactions at once; the loop thread applies it after
+        # sending those (or within DEFERRED_APPLY), and any reader first (``db``).
+        self.pending: list[bytes] = []
+        # t -> the report of a transaction acknowledged while its novelty was pending:
+        # filled in when the novelty is applied.
+        self.awaited: dict[int, _AwaitedTxReport] = {}
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         # t -> (db_before, db_after, keys), oldest first. An OrderedDict: dropping a plain
@@ -125,26 +137,66 @@ class _PeerDb:
         # t -> tempids of transactions whose novelty is on its way (TEMPIDS frames)
         self.tempids: dict[int, dict] = {}
 
+    @property
+    def db(self):
+        """The latest value: novelty received so far is applied first (on this thread)."""
+        if self.pending:
+            self.apply_pending()
+        return self.applied
+
     def apply(self, records):
-        """Apply log records (bytes, as stored) in order; older ones are skipped. ``t`` values are not contiguous (entity ids share the counter), so
+        """Apply log records (bytes, as stored) in order, after any pending ones; older ones
+        are skipped. ``t`` values are not contiguous (entity ids share the counter), so
         completeness comes from the stream itself: a (re)subscription starts at our basis
         and the transactor sends every record after it, in order."""
         with self.lock:
-            db = self.db
+            self.pending.extend(records)
+            self._apply_pending_locked()
+
+    def defer(self, records):
+        """Queue log records to apply later (``apply_pending``), in order (loop thread)."""
+        with self.lock:
+            self.pending.extend(records)
+
+    def apply_pending(self):
+        """Apply the novelty received so far (any thread)."""
+        with self.lock:
+            self._apply_pending_locked()
+
+    def _apply_pending_locked(self):
+        records, self.pending = self.pending, []
+        if records:
+            db = self.applied
             for rec in records:
                 db = self._apply_one(db, rec)
-            self.db = db
+            self.applied = db
             self.changed.notify_all()
+
+    def await_report(self, t, tempids, tx_id):
+        """The report of ``t``, acknowledged now (loop thread): complete if its novelty is
+        applied already, else one filled in when it is; None if its novelty never came
+        here (the caller then reads storage)."""
+        with self.lock:
+            if t <= self.applied.basis_t or not self.pending:
+                return None
+            if len(self.awaited) >= RECENT_REPORTS:
+                self.awaited.clear()     # never applied (a lost connection): read storage
+            report = self.awaited[t] = _AwaitedTxReport(self, t, tempids, tx_id)
+            return report
 
     def _apply_one(self, db, rec):
         t, next_n, keys, flags = decode_log(rec)
         if t <= db.basis_t:
             return db
         after = db.apply_keys(t, next_n, keys, flags)
-        recent = self.recent
-        recent[t] = (db, after, keys)
-        if len(recent) > RECENT_REPORTS:
-            recent.popitem(last=False)        # inserted in t order: the first is the oldest
+        awaited = self.awaited.pop(t, None) if self.awaited else None
+        if awaited is not None:
+            awaited._fill(db, after, keys)    # acknowledged already: nobody asks again
+        else:
+            recent = self.recent
+            recent[t] = (db, after, keys)
+            if len(recent) > RECENT_REPORTS:
+                recent.popitem(last=False)    # inserted in t order: the first is the oldest
         tempids = self.tempids.pop(t, None) if self.tempids else None
         if self.queues:
             # The tx id is on the transaction entity; the tempids came just before, from
@@ -173,22 +225,25 @@ class _PeerDb:
         """Bring this value up to the root in storage (no transactor needed)."""
         root, _ = catalog.read_root(self.system.storage, self.name)
         if target_t is not None and self.db.basis_t >= target_t and \
-                root["index_basis_t"] <= self.db.index_basis_t:
+                root["index_basis_t"] <= self.applied.index_basis_t:
             return
         with self.lock:
-            db = catalog.advance(self.system.storage, self.db, root)
-            if db is not self.db:
-                self.db = db
+            self._apply_pending_locked()
+            db = catalog.advance(self.system.storage, self.applied, root)
+            if db is not self.applied:
+                self.applied = db
                 self.changed.notify_all()
 
     def wait_for(self, t, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
-            while self.db.basis_t < t:
+            self._apply_pending_locked()
+            while self.applied.basis_t < t:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self.changed.wait(left)
+                self._apply_pending_locked()
         return True
 
 
@@ -201,6 +256,53 @@ class _PeerTxReport(TxReport):
         if data and type(data[0]) is bytes:
             data = self._tx_data = _datoms(data)
         return data
+
+
+_BEFORE, _AFTER = TxReport.db_before, TxReport.db_after     # the base class's slots
+
+
+class _AwaitedTxReport(_PeerTxReport):
+    """The report of a transaction acknowledged before this peer applied its novelty:
+    ``db_before``, ``db_after`` and ``tx_data`` are filled in when the novelty is applied,
+    or on first read, which applies it."""
+
+    def __init__(self, pdb, t, tempids, tx_id):
+        # (not the base's __init__: db_before and db_after are read-only properties here)
+        self._tx_data = None
+        self.tempids, self.t, self.tx_id, self.duplicate = tempids, t, tx_id, False
+        self._pdb = pdb
+
+    def _fill(self, before, after, keys):
+        _BEFORE.__set__(self, before)
+        _AFTER.__set__(self, after)
+        self._tx_data = keys
+        self._pdb = None
+
+    def _complete(self):
+        pdb = self._pdb
+        if pdb is not None:
+            pdb.apply_pending()
+            if self._pdb is not None:
+                # Its novelty never came here (the connection was lost first): storage.
+                self._pdb = None
+                pdb.catch_up(self.t)
+                r = report_for_existing(pdb.system.storage, pdb.db, self.t, self.tx_id)
+                self._fill(r.db_before, r.db_after, r.tx_data)
+
+    @property
+    def db_before(self):
+        self._complete()
+        return _BEFORE.__get__(self)
+
+    @property
+    def db_after(self):
+        self._complete()
+        return _AFTER.__get__(self)
+
+    @property
+    def tx_data(self):
+        self._complete()
+        return _PeerTxReport.tx_data.__get__(self)
 
 
 class _Request:
@@ -307,7 +409,13 @@ class _Client(asyncio.Protocol):
                     novelty.append(payload)
                     continue
                 if novelty:
-                    system._on_novelty(novelty)
+                    if kind == P.ACKS:
+                        # Answer first: the threads these acks wake send their next
+                        # transactions before this thread applies the novelty (see
+                        # _PeerDb.pending), so the transactor works meanwhile.
+                        system._defer_novelty(novelty)
+                    else:
+                        system._on_novelty(novelty)
                     novelty = []
                 system._on_frame(self, kind, req_id, payload)
             if novelty:
@@ -356,6 +464,8 @@ class PeerSystem:
         self.outq = collections.deque()          # from user threads, for the loop thread
         self.unsent: dict = {}                   # transactions not yet sent (or cancelled)
         self.wake_pending = False                # a _drain is scheduled on the loop
+        self.deferred: set[_PeerDb] = set()      # databases with novelty to apply
+        self.apply_timer = None                  # ... at the latest when this fires
         self.next_req = 1
         self.client: _Client | None = None
         self.epoch = None
@@ -507,6 +617,39 @@ class PeerSystem:
             if pdb is not None:
                 pdb.apply([rec for _, rec in run])
 
+    def _defer_novelty(self, payloads):
+        """Queue NOVELTY payloads for ``_apply_deferred``: after the next drain of the
+        user threads' requests, or within DEFERRED_APPLY (loop thread)."""
+        for name, run in itertools.groupby(map(P.parse_novelty, payloads), key=itemgetter(0)):
+            pdb = self.dbs.get(name)
+            if pdb is None:
+                continue
+            if pdb.queues:
+                # A tx report queue has its reports before the transact call returns.
+                pdb.apply([rec for _, rec in run])
+            else:
+                pdb.defer([rec for _, rec in run])
+                self.deferred.add(pdb)
+        if self.deferred and self.apply_timer is None:
+            self.apply_timer = self.loop.call_later(DEFERRED_APPLY, self._deferred_due)
+
+    def _deferred_due(self):
+        # Timers run before the loop's other callbacks: send what the user threads queued
+        # meanwhile first (the drain then applies the novelty).
+        self.apply_timer = None
+        if self.outq:
+            self._drain()
+        else:
+            self._apply_deferred()
+
+    def _apply_deferred(self):
+        if self.apply_timer is not None:
+            self.apply_timer.cancel()
+            self.apply_timer = None
+        deferred, self.deferred = self.deferred, set()
+        for pdb in deferred:
+            pdb.apply_pending()
+
     def _on_frame(self, client, kind, req_id, payload):
         if kind == P.ACKS:
             pending = self.pending
@@ -644,6 +787,8 @@ class PeerSystem:
             # Out now, in one write: the user threads already batched them for this wake-up
             # (waiting for the next loop iteration would add its latency to each of them).
             self.client._flush()
+        if self.deferred:
+            self._apply_deferred()      # the requests are out: now the novelty
 
     def request(self, kind, msg, timeout=None) -> concurrent.futures.Future:
         """Send ``msg`` to the active transactor; never blocks the caller.
@@ -905,7 +1050,7 @@ class PeerConnection(_ConnectionCommon):
         out.set_running_or_notify_cancel()
         try:
             # db_id: a connection to a deleted database never writes into a re-created namesake.
-            payload = _transact_payload(self.name, tx_id, pdb.db.db_id, tx_data, fresh)
+            payload = _transact_payload(self.name, tx_id, pdb.applied.db_id, tx_data, fresh)
         except (TypeError, ValueError) as e:
             out.set_exception(_unsendable(pdb.db, tx_data, e))
             return out
@@ -919,6 +1064,10 @@ class PeerConnection(_ConnectionCommon):
         """The report of an acknowledged transaction (loop thread). Its novelty came before
         the ack on this connection, so its ``(db_before, db_after)`` are in ``recent``."""
         pdb = self._db
+        if not duplicate:
+            report = pdb.await_report(t, tempids, tx_id)    # its novelty is pending
+            if report is not None:
+                return report
         if pdb.db.basis_t < t:
             pdb.catch_up(t)       # not subscribed when it committed: read storage, never wait
         seen = pdb.recent.get(t)
@@ -975,6 +1124,13 @@ class PeerConnection(_ConnectionCommon):
         pdb = self._db
         with pdb.lock:
             pdb.changed.wait(secs)    # a new value (novelty or an adopted index) wakes us
+
+    def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
+        """A new bounded queue receiving the report of every later transaction (see
+        ``Connection.tx_report_queue``); novelty received before it is applied first,
+        so no earlier transaction's report lands in it."""
+        self._db.apply_pending()
+        return super().tx_report_queue(maxsize)
 
     def release(self):
         """Release this connection (the process keeps its peer system)."""
