@@ -170,6 +170,11 @@ class _PeerDb:
             for rec in records:
                 db = self._apply_one(db, rec)
             self.applied = db
+            if self.awaited:
+                # Passed without their novelty (not subscribed yet when they committed):
+                # those reports read storage when read.
+                for t in [t for t in self.awaited if t <= db.basis_t]:
+                    del self.awaited[t]
             self.changed.notify_all()
 
     def await_report(self, t, tempids, tx_id):
