@@ -100,13 +100,19 @@ def test_a_report_whose_novelty_never_came_reads_storage(mem_history):
     assert _datoms(r) == _datoms(second)
 
 
-@pytest.mark.usefixtures("peers_and_transactors_stopped")
-def test_many_in_flight_reports_and_reads_through_a_transactor(tmp_path):
+@pytest.fixture
+def peer_conn(tmp_path, peers_and_transactors_stopped):
+    """A networked peer's connection to a new database, through a real transactor."""
     start_transactor(str(tmp_path))
     uri = f"fastdatomic:dev://{tmp_path}/data/deferred"
     fd.create_database(uri)
     conn = fd.connect(uri)
     conn.transact(SCHEMA)
+    return conn
+
+
+def test_many_in_flight_reports_and_reads_through_a_transactor(peer_conn):
+    conn = peer_conn
     futs = [conn.transact_async([{":d/n": i}]) for i in range(300)]
     reports = [f.result(30) for f in futs]
     # read your writes: the last transaction is in the value right after its answer
@@ -126,13 +132,8 @@ def test_many_in_flight_reports_and_reads_through_a_transactor(tmp_path):
     assert r.db_after.basis_t == r.t
 
 
-@pytest.mark.usefixtures("peers_and_transactors_stopped")
-def test_report_queue_gets_reports_before_transact_returns(tmp_path):
-    start_transactor(str(tmp_path))
-    uri = f"fastdatomic:dev://{tmp_path}/data/queued"
-    fd.create_database(uri)
-    conn = fd.connect(uri)
-    conn.transact(SCHEMA)
+def test_report_queue_gets_reports_before_transact_returns(peer_conn):
+    conn = peer_conn
     q = conn.tx_report_queue()
     rs = [conn.transact([{":d/n": i}]) for i in range(20)]
     got = [q.get_nowait().t for _ in rs]
