@@ -16,57 +16,26 @@ of B/A per pair (above 1: A is faster) and how many pairs A won.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import fastdatomic as fd  # noqa: E402
+from bench_network import _system, run_inflight  # noqa: E402  (its transactor and loop)
 from fastdatomic.peer import PeerSystem  # noqa: E402
-from transactor_helper import start_transactor, stop_all  # noqa: E402
-
-SCHEMA = """[{:db/ident :b/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one}
-             {:db/ident :b/s :db/valueType :db.type/string :db/cardinality :db.cardinality/one}]"""
 
 DEFER = PeerSystem._defer_novelty
 
 
-def run(conn, inflight, loops, base):
-    """``loops`` small transactions, ``inflight`` at a time; microseconds per transaction."""
-    futs = []
-    t0 = time.perf_counter()
-    for i in range(loops):
-        if len(futs) >= inflight:
-            futs.pop(0).result(60)
-        futs.append(conn.transact_async([{":b/n": base + i, ":b/s": "x"}]))
-    for f in futs:
-        f.result(60)
-    return (time.perf_counter() - t0) / loops * 1e6
-
-
 def main(inflight=64, rounds=12, loops=2000):
-    d = tempfile.mkdtemp(prefix="fd-bench-ab-")
-    atexit.register(shutil.rmtree, d, True)
-    atexit.register(stop_all)
-    start_transactor(d, lmdb_map_size="1g", memory_index_threshold="32m", memory_index_max="512m")
-    uri = f"fastdatomic:dev://{d}/data/bench"
-    fd.create_database(uri)
-    conn = fd.connect(uri)
-    conn.transact(SCHEMA)
-    run(conn, inflight, 2000, 0)              # warm-up
+    _system()
+    run_inflight(2000, inflight)              # warm-up
     times = {"A": [], "B": []}
-    base = 10_000
     for r in range(rounds):
         for mode in ("AB" if r % 2 == 0 else "BA"):
             PeerSystem._defer_novelty = DEFER if mode == "A" else PeerSystem._on_novelty
-            base += loops
-            times[mode].append(run(conn, inflight, loops, base))
+            times[mode].append(run_inflight(loops, inflight) / loops * 1e6)
     PeerSystem._defer_novelty = DEFER
     ratios = [b / a for a, b in zip(times["A"], times["B"])]
     print(f"{inflight} in flight, {rounds} rounds of {loops}: "

@@ -189,6 +189,13 @@ class _PeerDb:
             report = self.awaited[t] = _AwaitedTxReport(self, t, tempids, tx_id)
             return report
 
+    def stored_report(self, t, tx_id) -> TxReport:
+        """The report of committed ``t`` from storage (what was not streamed to us, or a
+        retry's earlier transaction): views of the latest value, caught up to ``t``."""
+        if self.db.basis_t < t:
+            self.catch_up(t)       # not subscribed when it committed: read storage, never wait
+        return report_for_existing(self.system.storage, self.db, t, tx_id)
+
     def _apply_one(self, db, rec):
         t, next_n, keys, flags = decode_log(rec)
         if t <= db.basis_t:
@@ -290,8 +297,7 @@ class _AwaitedTxReport(_PeerTxReport):
             if self._pdb is not None:
                 # Its novelty never came here (the connection was lost first): storage.
                 self._pdb = None
-                pdb.catch_up(self.t)
-                r = report_for_existing(pdb.system.storage, pdb.db, self.t, self.tx_id)
+                r = pdb.stored_report(self.t, self.tx_id)
                 self._fill(r.db_before, r.db_after, r.tx_data)
 
     @property
@@ -615,28 +621,27 @@ class PeerSystem:
         client.max_frame_bytes = limit if isinstance(limit, int) and limit > 0 else None
         client.tx_wire = welcome.get("tx_wire")
 
-    def _on_novelty(self, payloads):
-        """Apply NOVELTY payloads (in stream order), one lock per run of one database."""
-        for name, run in itertools.groupby(map(P.parse_novelty, payloads), key=itemgetter(0)):
-            pdb = self.dbs.get(name)
-            if pdb is not None:
-                pdb.apply([rec for _, rec in run])
-
-    def _defer_novelty(self, payloads):
-        """Queue NOVELTY payloads for ``_apply_deferred``: after the next drain of the
+    def _on_novelty(self, payloads, defer=False):
+        """Apply NOVELTY payloads (in stream order), one lock per run of one database; with
+        ``defer``, queue them for ``_apply_deferred`` instead: after the next drain of the
         user threads' requests, or within DEFERRED_APPLY (loop thread)."""
         for name, run in itertools.groupby(map(P.parse_novelty, payloads), key=itemgetter(0)):
             pdb = self.dbs.get(name)
             if pdb is None:
                 continue
-            if pdb.queues:
-                # A tx report queue has its reports before the transact call returns.
-                pdb.apply([rec for _, rec in run])
-            else:
-                pdb.defer([rec for _, rec in run])
+            records = [rec for _, rec in run]
+            # A tx report queue has its reports before the transact call returns.
+            if defer and not pdb.queues:
+                pdb.defer(records)
                 self.deferred.add(pdb)
+            else:
+                pdb.apply(records)
         if self.deferred and self.apply_timer is None:
             self.apply_timer = self.loop.call_later(DEFERRED_APPLY, self._deferred_due)
+
+    def _defer_novelty(self, payloads):
+        """``_on_novelty`` for a group whose acks come next: answered first."""
+        self._on_novelty(payloads, defer=True)
 
     def _deferred_due(self):
         # Timers run before the loop's other callbacks: send what the user threads queued
@@ -1073,12 +1078,10 @@ class PeerConnection(_ConnectionCommon):
             report = pdb.await_report(t, tempids, tx_id)    # its novelty is pending
             if report is not None:
                 return report
-        if pdb.db.basis_t < t:
-            pdb.catch_up(t)       # not subscribed when it committed: read storage, never wait
         seen = pdb.recent.get(t)
         if seen is None or duplicate:
             # A retry of a committed transaction, or one we caught up on from the log.
-            report = report_for_existing(self.storage, pdb.db, t, tx_id)
+            report = pdb.stored_report(t, tx_id)
             report.duplicate = bool(duplicate)
             report.tempids = tempids
             return report
