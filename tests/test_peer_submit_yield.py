@@ -17,8 +17,7 @@ import fastdatomic as fd
 from fastdatomic import peer
 from transactor_helper import start_transactor
 
-SCHEMA = '[{:y/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one}]'.replace(
-    "{:y/n", "{:db/ident :y/n")
+SCHEMA = '[{:db/ident :y/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one}]'
 
 
 def _system(wakes):

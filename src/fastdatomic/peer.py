@@ -768,8 +768,8 @@ class PeerSystem:
         queued for one wake-up, the caller lets go of the GIL for a moment
         (``time.sleep(0)``: it returns at once when no other thread wants it), so the
         loop sends what is queued and the transactor starts on it while the caller
-        queues the rest (64 in flight: 13-15 % more transactions per second, measured
-        in ABBA rounds; bench/README, tenth session).
+        queues the rest (64 and 256 in flight: 4-15 % more transactions per second,
+        measured in ABBA rounds; bench/README, tenth session).
         """
         q = self.outq
         q.append(req)
