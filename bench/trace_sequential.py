@@ -120,9 +120,9 @@ def _wrap_peer(marks):
     wrap(peer_mod._TxRequest, "acked", "acked", "answered")
 
 
-def _first(events, lo, hi):
-    """``{(name, 0 start | 1 end): time}`` of the first events in ``[lo, hi)``."""
-    times = [e[2] for e in events]
+def _first(events, times, lo, hi):
+    """``{(name, 0 start | 1 end): time}`` of the first events in ``[lo, hi)``
+    (``times``: the events' times, in order)."""
     out = {}
     for name, edge, t in events[bisect.bisect_left(times, lo):bisect.bisect_left(times, hi)]:
         out.setdefault((name, edge), t)
@@ -184,12 +184,13 @@ def main(n=3000):
         time.sleep(0.6)                                 # the hook's next dump
         with open(out, "rb") as f:
             events = marshal.load(f)
+        times = [e[2] for e in events]
         per_stage = {label: [] for label, _, _ in STAGES}
         for row in rows:
             if "write" not in row or "reply" not in row:
                 continue
             got = {"p:" + k: v for k, v in row.items()}
-            for (name, edge), t in _first(events, row["write"], row["reply"]).items():
+            for (name, edge), t in _first(events, times, row["write"], row["reply"]).items():
                 got[f"t:{name}:{edge}"] = t
             for label, a, b in STAGES:
                 if a in got and b in got:
