@@ -6,7 +6,7 @@ running two versions one after the other. Here one transactor and one peer run b
 ways in alternating rounds (ABBA order), and the ratio of each pair is reported. B is:
 
 * ``deferred``: the peer applies a group's novelty before answering its acks
-  (``_on_novelty`` in place of ``PeerSystem._defer_novelty``; ninth session);
+  (``PeerSystem._on_novelty`` with ``defer`` always False; ninth session);
 * ``yield``: a thread queueing a burst of requests never lets go of the GIL for the loop
   thread to send them (``YIELD_EVERY`` out of reach; tenth session).
 
@@ -27,15 +27,20 @@ from bench_network import _system, run_inflight  # noqa: E402  (its transactor a
 from fastdatomic import peer  # noqa: E402
 
 
+_ON_NOVELTY, _YIELD_EVERY = peer.PeerSystem._on_novelty, peer.YIELD_EVERY
+
+
+def _novelty_first(self, payloads, defer=False):
+    _ON_NOVELTY(self, payloads)
+
+
 def _deferred(b: bool):
-    peer.PeerSystem._defer_novelty = peer.PeerSystem._on_novelty if b else _DEFER
+    peer.PeerSystem._on_novelty = _novelty_first if b else _ON_NOVELTY
 
 
 def _yield(b: bool):
     peer.YIELD_EVERY = 1 << 62 if b else _YIELD_EVERY
 
-
-_DEFER, _YIELD_EVERY = peer.PeerSystem._defer_novelty, peer.YIELD_EVERY
 EXPERIMENTS = {"deferred": (_deferred, "acks first", "novelty first"),
                "yield": (_yield, "yields to the loop", "never yields")}
 

@@ -421,13 +421,10 @@ class _Client(asyncio.Protocol):
                     novelty.append(payload)
                     continue
                 if novelty:
-                    if kind == P.ACKS:
-                        # Answer first: the threads these acks wake send their next
-                        # transactions before this thread applies the novelty (see
-                        # _PeerDb.pending), so the transactor works meanwhile.
-                        system._defer_novelty(novelty)
-                    else:
-                        system._on_novelty(novelty)
+                    # Before ACKS, answer first: the threads these acks wake send their
+                    # next transactions before this thread applies the novelty (see
+                    # _PeerDb.pending), so the transactor works meanwhile.
+                    system._on_novelty(novelty, defer=kind == P.ACKS)
                     novelty = []
                 system._on_frame(self, kind, req_id, payload)
             if novelty:
@@ -639,10 +636,6 @@ class PeerSystem:
                 pdb.apply(records)
         if self.deferred and self.apply_timer is None:
             self.apply_timer = self.loop.call_later(DEFERRED_APPLY, self._deferred_due)
-
-    def _defer_novelty(self, payloads):
-        """``_on_novelty`` for a group whose acks come next: answered first."""
-        self._on_novelty(payloads, defer=True)
 
     def _deferred_due(self):
         # Timers run before the loop's other callbacks: send what the user threads queued

@@ -12,8 +12,8 @@ itself (``process_now``) with what every peer sent in one loop iteration: a lone
 transaction then skips two thread hand-offs, to the writer and back (measured: 45-60 µs
 of a 650 µs round trip). Bulk reads, catalog changes, and everything after a batch that
 took more than a few milliseconds go to the writer thread, so a slow disk, transaction
-function or database deletion never keeps the loop from serving peers for long. Either way one lock (``writing``)
-admits one writer at a time, in arrival order.
+function or database deletion never keeps the loop from serving peers for long. Either
+way one lock (``writing``) admits one writer at a time, in arrival order.
 
 When a database's memory index passes ``memory-index-threshold`` an indexing job builds
 new segment trees on its own thread (the merge kernel releases the GIL) while
@@ -402,8 +402,7 @@ class Pipeline:
         if not (db.memindex.nbytes > self.threshold or (wanted and db.memindex.datom_count)):
             return
         st.indexing = True
-        snapshot = st.writer.db
-        threading.Thread(target=self._index_job, args=(st, snapshot), name=f"fd-index-{st.name}",
+        threading.Thread(target=self._index_job, args=(st, db), name=f"fd-index-{st.name}",
                          daemon=True).start()
 
     def _index_job(self, st, snapshot):
