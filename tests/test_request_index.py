@@ -68,6 +68,24 @@ def test_sync_index_waits_for_a_job_started_by_another_thread():
         timer.join()
 
 
+@pytest.mark.parametrize("how", ["request_index", "threshold"])
+def test_in_process_sync_index_without_timeout_is_woken_by_the_job(how):
+    # No timeout: nothing but the job's notification can end the wait (no polling).
+    conn = _mem_conn()
+    r = conn.transact([{":item/n": 1}])
+    got, waiter = [], threading.Thread(target=lambda: got.append(conn.sync_index(r.t)), daemon=True)
+    waiter.start()
+    waiter.join(0.2)
+    assert not got                                   # waiting: nothing indexed yet
+    if how == "request_index":
+        assert conn.request_index() is True
+    else:
+        conn._tx.memory_index_threshold = 0          # the next transaction passes it
+        conn.transact([{":item/n": 2}])
+    waiter.join(30)
+    assert not waiter.is_alive() and got[0].index_basis_t >= r.t
+
+
 def test_in_process_request_index_on_a_deleted_database():
     uri = f"fastdatomic:mem://request-index-gone-{uuid.uuid4().hex}"
     fd.create_database(uri)

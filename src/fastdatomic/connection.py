@@ -260,6 +260,8 @@ class _LocalTransactor:
         self.writer = DatabaseWriter(storage, name)
         self.last_db = self.writer.db
         self.lock = threading.Lock()
+        # Notified after an indexing job lands in last_db: sync_index waits on it.
+        self.indexed = threading.Condition(threading.Lock())
         self.queues: list[TxReportQueue] = []
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tx-{name}")
         self.pending = 0             # queued async transactions not yet applied
@@ -291,6 +293,7 @@ class _LocalTransactor:
             if result.db_after.memindex.nbytes > self.memory_index_threshold:
                 # Same datoms, now in durable trees: later values read fewer novelty runs.
                 self.last_db = self.writer.index()
+                self._indexed()
             for q in tuple(self.queues):   # a snapshot: removal may happen meanwhile
                 q.offer(report)
             return report
@@ -306,7 +309,19 @@ class _LocalTransactor:
             if not self.writer.db.memindex.datom_count:
                 return False
             self.last_db = self.writer.index()
+            self._indexed()
             return True
+
+    def _indexed(self):
+        # After last_db is assigned: a sync_index that checked before waits by now, as
+        # this lock is only free to us once its wait() has released it.
+        with self.indexed:
+            self.indexed.notify_all()
+
+    def wait_indexed(self, t, secs):
+        """Wait up to ``secs`` (None: no limit) for a value indexed through ``t``."""
+        with self.indexed:
+            self.indexed.wait_for(lambda: self.last_db.index_basis_t >= t, secs)
 
 
 def _tx_data(tx_data):
@@ -320,9 +335,6 @@ def _check_tx_id(tx_id):
     if tx_id is not None and not isinstance(tx_id, uuid_mod.UUID):
         raise InvalidTxDataError(f"tx_id must be a uuid.UUID, got {tx_id!r}")
     return tx_id
-
-
-SYNC_INDEX_POLL = 0.05      # s between looks at the index while sync_index waits
 
 
 class _ConnectionCommon:
@@ -375,14 +387,14 @@ class _ConnectionCommon:
             db = self._indexed_value(t)
             if db is not None:
                 return db
-            left = SYNC_INDEX_POLL if deadline is None else deadline - time.monotonic()
-            if left <= 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 db = self.db()
                 raise SyncTimeoutError(
                     f"no durable index of {db.name!r} covers t={t} within {timeout} s "
                     f"(index basis t={db.index_basis_t})",
                     data={"t": t, "index_basis_t": db.index_basis_t})
-            self._await_index(min(SYNC_INDEX_POLL, left))
+            self._await_index(t, left)
 
     def log(self) -> Log:
         """The database's transaction log, as a value at the current basis.
@@ -506,8 +518,9 @@ class Connection(_ConnectionCommon):
         db = self.db()
         return db if db.index_basis_t >= t else None
 
-    def _await_index(self, secs):
-        time.sleep(secs)          # in-process, indexing runs on a transacting thread
+    def _await_index(self, t, secs):
+        # In-process, indexing runs on a transacting thread, which wakes us when it lands.
+        self._tx.wait_indexed(t, secs)
 
     def release(self):
         """Release this connection (the in-process system keeps the database)."""

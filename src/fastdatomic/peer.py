@@ -58,6 +58,7 @@ SUBSCRIBE_WAIT = 5.0           # s connect() waits for its database's subscripti
 SUBSCRIBE_RETRY = 0.02         # s between SUBSCRIBEs of a database the transactor has not published yet
 DEFERRED_APPLY = 0.005         # s at most between answering acks and applying their novelty
 YIELD_EVERY = 16               # requests queued for one wake-up of the loop thread between GIL yields
+SYNC_INDEX_POLL = 0.05         # s between looks at the root in storage while sync_index waits
 MAX_FRAME = 1 << 30
 
 # tx-data in binary (TRANSACT_BIN); EDN's list type and name check keep it EDN's twin.
@@ -1135,10 +1136,13 @@ class PeerConnection(_ConnectionCommon):
                 return pdb.db
         return None
 
-    def _await_index(self, secs):
+    def _await_index(self, t, secs):
+        # A new value (novelty or an adopted index) wakes us; we also look at the root in
+        # storage every SYNC_INDEX_POLL, as no transactor may be there to tell us.
         pdb = self._db
         with pdb.lock:
-            pdb.changed.wait(secs)    # a new value (novelty or an adopted index) wakes us
+            if pdb.applied.index_basis_t < t:
+                pdb.changed.wait(SYNC_INDEX_POLL if secs is None else min(SYNC_INDEX_POLL, secs))
 
     def tx_report_queue(self, maxsize=10_000) -> TxReportQueue:
         """A new bounded queue receiving the report of every later transaction (see
