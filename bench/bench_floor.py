@@ -1,0 +1,237 @@
+"""The floor under issue #5's figures: a bare uvloop + LMDB group-commit loop, measured
+in the same minute as fastdatomic.
+
+Issue #5 sets its targets against "a bare uvloop + LMDB group-commit loop". This is that
+loop, so that our figures can be read against what the machine gives in the same minute
+(its disk's flush time moves by up to 2x over minutes; bench/README):
+
+- the *server* (a subprocess, ``--serve``) reads 4-byte length-prefixed frames on loopback
+  TCP with uvloop and, for all the frames one read brings, does one LMDB write
+  transaction (one log record holding them, one root record) committed with
+  fastdatomic's flags (``sync=True, metasync=True``: two flushes), then answers every
+  frame with its ``t`` in one write: group commit with nothing else;
+- the *client* is a blocking socket in the calling thread with N frames in flight:
+  no event loop, no futures, no datoms.
+
+So it has the same durable commit, wire and processes as a fastdatomic transaction, and
+none of the work of one (tx data, prepare, novelty, reports, tx ids, metrics).
+
+Run: ``python bench/bench_floor.py`` alternates rounds of the floor and of fastdatomic
+(``bench/bench_network.py``'s transactor and peer) and prints, for 1 and 64 in flight,
+the medians of each and their ratio::
+
+    python bench/bench_floor.py [--rounds 5] [--tx 1000]
+
+Example (2-core VM; the full table is in bench/README, "eleventh session")::
+
+    in flight  floor p50 / µs per tx   fastdatomic   ours / floor
+        1            431.0                 897.1          2.08
+       64             24.6                  60.8          2.47
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+_LEN = struct.Struct(">I")
+_T = struct.Struct(">Q")
+# About the size of a small transaction's frame (one entity, two attributes, a tx id).
+PAYLOAD = b"x" * 120
+
+
+def serve(data_dir: str, port_file: str) -> None:
+    """The bare server: frames in, one durable LMDB commit per read, acks out."""
+    import asyncio
+
+    import lmdb
+    import uvloop
+
+    env = lmdb.open(data_dir, map_size=1 << 30, sync=True, metasync=True, writemap=False,
+                    readahead=False, max_dbs=4)
+    log_db = env.open_db(b"log")
+    rec_db = env.open_db(b"records")
+    state = {"t": 0}
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.buf = bytearray()
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP,
+                                                          socket.TCP_NODELAY, 1)
+
+        def data_received(self, data):
+            buf = self.buf
+            buf += data
+            frames, pos = [], 0
+            while len(buf) - pos >= 4:
+                (n,) = _LEN.unpack_from(buf, pos)
+                if len(buf) - pos - 4 < n:
+                    break
+                frames.append(bytes(buf[pos + 4:pos + 4 + n]))
+                pos += 4 + n
+            del buf[:pos]
+            if not frames:
+                return
+            first = state["t"] + 1
+            last = state["t"] = first + len(frames) - 1
+            with env.begin(write=True) as txn:      # commits (two flushes) on exit
+                txn.put(_T.pack(last), b"".join(frames), db=log_db)
+                txn.put(b"root", _T.pack(last), db=rec_db)
+            self.transport.write(b"".join(_T.pack(t) for t in range(first, last + 1)))
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with open(port_file + ".tmp", "w") as f:
+            f.write(str(port))
+        os.replace(port_file + ".tmp", port_file)
+        await asyncio.Event().wait()            # until the parent kills us
+
+    uvloop.run(main())
+
+
+class Floor:
+    """A bare server subprocess and a blocking client connected to it.
+
+    >>> f = Floor(); f.sequential(3)[0] > 0; f.close()
+    True
+    """
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="fd-bench-floor-")
+        port_file = os.path.join(self.dir, "port")
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
+                                      os.path.join(self.dir, "data"), port_file])
+        deadline = time.monotonic() + 30
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the floor server did not start")
+            time.sleep(0.02)
+        with open(port_file) as f:
+            port = int(f.read())
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.frame = _LEN.pack(len(PAYLOAD)) + PAYLOAD
+
+    def _recv_acks(self, pending: bytearray) -> int:
+        """Read at least one more ack; how many whole acks arrived."""
+        while True:
+            pending += self.sock.recv(65536)
+            n = len(pending) // 8
+            if n:
+                del pending[:n * 8]
+                return n
+
+    def sequential(self, n: int) -> list[float]:
+        """``n`` round trips one at a time: the seconds each took."""
+        lat, pending = [], bytearray()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            self.sock.sendall(self.frame)
+            self._recv_acks(pending)
+            lat.append(time.perf_counter() - t0)
+        return lat
+
+    def inflight(self, n: int, inflight: int) -> float:
+        """Seconds per transaction for ``n`` frames with ``inflight`` outstanding."""
+        pending = bytearray()
+        t0 = time.perf_counter()
+        sent = min(n, inflight)
+        self.sock.sendall(self.frame * sent)
+        done = 0
+        while done < n:
+            got = self._recv_acks(pending)
+            done += got
+            more = min(got, n - sent)
+            if more:
+                self.sock.sendall(self.frame * more)
+                sent += more
+        return (time.perf_counter() - t0) / n
+
+    def close(self) -> None:
+        """Stop the server and remove its data directory."""
+        if getattr(self, "sock", None) is not None:
+            self.sock.close()
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ours():
+    """fastdatomic's side: bench_network's transactor and peer (started once)."""
+    sys.path.insert(0, HERE)
+    import bench_network
+    bench_network._system()
+    return bench_network
+
+
+def _sequential_ours(net, n: int) -> list[float]:
+    conn, lat = net._system(), []
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.transact([{":b/n": i, ":b/s": "x"}])
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
+def compare(rounds: int, n: int) -> None:
+    """Alternate floor and fastdatomic rounds; print medians and ratios."""
+    floor, net = Floor(), _ours()
+    try:
+        floor.sequential(200)
+        _sequential_ours(net, 200)
+        net.run_inflight(2000, 64)
+        rows = {1: ([], []), 64: ([], [])}
+        for r in range(rounds):
+            # ABBA: which side goes first alternates, so a drift in the machine's speed
+            # within a round falls on both.
+            order = ("floor", "ours") if r % 2 == 0 else ("ours", "floor")
+            for side in order:
+                if side == "floor":
+                    rows[1][0].append(statistics.median(floor.sequential(n)))
+                    rows[64][0].append(floor.inflight(4 * n, 64))
+                else:
+                    rows[1][1].append(statistics.median(_sequential_ours(net, n)))
+                    rows[64][1].append(net.run_inflight(4 * n, 64) / (4 * n))
+            print(f"round {r + 1}: 1 in flight floor/ours p50 {rows[1][0][-1] * 1e6:.0f}/"
+                  f"{rows[1][1][-1] * 1e6:.0f} µs; 64 in flight "
+                  f"{rows[64][0][-1] * 1e6:.1f}/{rows[64][1][-1] * 1e6:.1f} µs per tx",
+                  flush=True)
+        print(f"\nmedians of {rounds} rounds ({n} sequential, {4 * n} at 64 in flight):")
+        print(f"{'in flight':>9}  {'floor':>14}  {'fastdatomic':>12}  {'ours / floor':>12}")
+        for k, label in ((1, "p50 µs"), (64, "µs per tx")):
+            f_, o = statistics.median(rows[k][0]) * 1e6, statistics.median(rows[k][1]) * 1e6
+            print(f"{k:>9}  {f_:>8.1f} {label:<9}{o:>8.1f}  {o / f_:>12.2f}")
+    finally:
+        floor.close()
+        net.stop_all()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT_FILE"),
+                   help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    p.add_argument("--tx", type=int, default=1000,
+                   help="sequential transactions per round; 4x as many at 64 in flight")
+    args = p.parse_args(argv)
+    if args.serve:
+        serve(*args.serve)
+    else:
+        compare(args.rounds, args.tx)
+
+
+if __name__ == "__main__":
+    main()
