@@ -22,11 +22,13 @@ the medians of each and their ratio::
 
     python bench/bench_floor.py [--rounds 5] [--tx 1000]
 
-Example (2-core VM; the full table is in bench/README, "eleventh session")::
+Example (2-core VM, a slow-disk minute; the tables are in bench/README, "eleventh
+session")::
 
-    in flight  floor p50 / µs per tx   fastdatomic   ours / floor
-        1            431.0                 897.1          2.08
-       64             24.6                  60.8          2.47
+    medians of 4 rounds (1000 sequential, 4000 at 64 in flight):
+    in flight           floor   fastdatomic  ours / floor
+            1     503.2 p50 µs      971.2          1.93
+           64      13.6 µs per tx    74.6          5.48
 """
 
 from __future__ import annotations
