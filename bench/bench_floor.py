@@ -64,6 +64,7 @@ def serve(data_dir: str, port_file: str) -> None:
     log_db = env.open_db(b"log")
     rec_db = env.open_db(b"records")
     state = {"t": 0}
+    done = None         # set when the client disconnects or the parent process is gone
 
     class Server(asyncio.Protocol):
         def connection_made(self, transport):
@@ -92,13 +93,30 @@ def serve(data_dir: str, port_file: str) -> None:
                 txn.put(b"root", _T.pack(last), db=rec_db)
             self.transport.write(b"".join(_T.pack(t) for t in range(first, last + 1)))
 
+        def connection_lost(self, exc):
+            done.set()                              # our one client has gone: so do we
+
+    parent = os.getppid()
+
+    async def orphaned():
+        # Never outlive the benchmark, even one killed before it could stop us.
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        done.set()
+
     async def main():
+        nonlocal done
+        done = asyncio.Event()
         server = await asyncio.get_running_loop().create_server(Server, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         with open(port_file + ".tmp", "w") as f:
             f.write(str(port))
         os.replace(port_file + ".tmp", port_file)
-        await asyncio.Event().wait()            # until the parent kills us
+        watch = asyncio.ensure_future(orphaned())
+        await done.wait()
+        watch.cancel()
+        server.close()
+        env.close()
 
     uvloop.run(main())
 
