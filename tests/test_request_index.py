@@ -86,6 +86,26 @@ def test_in_process_sync_index_without_timeout_is_woken_by_the_job(how):
     assert not waiter.is_alive() and got[0].index_basis_t >= r.t
 
 
+def test_in_process_sync_index_ends_when_the_database_is_deleted():
+    uri = f"fastdatomic:mem://sync-index-gone-{uuid.uuid4().hex}"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    r = conn.transact(SCHEMA)
+    errors = []
+
+    def wait():
+        try:
+            conn.sync_index(r.t)
+        except DatabaseNotFoundError as e:
+            errors.append(e)
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(0.2)
+    fd.delete_database(uri)
+    waiter.join(30)
+    assert not waiter.is_alive() and "deleted" in str(errors[0])
+
+
 def test_in_process_request_index_on_a_deleted_database():
     uri = f"fastdatomic:mem://request-index-gone-{uuid.uuid4().hex}"
     fd.create_database(uri)

@@ -271,6 +271,7 @@ class _LocalTransactor:
     def close(self, reason):
         self.closed = reason
         self.executor.shutdown(wait=False)
+        self._indexed()             # a sync_index waiting here learns the database is gone
 
     def transact(self, tx_data, tx_id, timeout=None):
         if not self.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
@@ -321,7 +322,7 @@ class _LocalTransactor:
     def wait_indexed(self, t, secs):
         """Wait up to ``secs`` (None: no limit) for a value indexed through ``t``."""
         with self.indexed:
-            self.indexed.wait_for(lambda: self.last_db.index_basis_t >= t, secs)
+            self.indexed.wait_for(lambda: self.last_db.index_basis_t >= t or self.closed, secs)
 
 
 def _tx_data(tx_data):
@@ -516,7 +517,11 @@ class Connection(_ConnectionCommon):
 
     def _indexed_value(self, t):
         db = self.db()
-        return db if db.index_basis_t >= t else None
+        if db.index_basis_t >= t:
+            return db
+        if self._tx.closed:
+            raise DatabaseNotFoundError(f"cannot sync_index: {self._tx.closed}")
+        return None
 
     def _await_index(self, t, secs):
         # In-process, indexing runs on a transacting thread, which wakes us when it lands.
