@@ -16,14 +16,13 @@ loop, so that our figures can be read against what the machine gives in the same
 So it has the same durable commit, wire and processes as a fastdatomic transaction, and
 none of the work of one (tx data, prepare, novelty, reports, tx ids, metrics).
 
-Run: ``python bench/bench_floor.py`` alternates rounds of the floor and of fastdatomic
-(``bench/bench_network.py``'s transactor and peer) and prints, for 1 and 64 in flight,
-the medians of each and their ratio::
+Run: ``python bench/bench_floor.py [--rounds 5] [--tx 1000]`` alternates rounds of the
+floor and of fastdatomic (``bench/bench_network.py``'s transactor and peer; its sequential
+transactions are ``--latency``'s, each with its own tx id) and prints, for 1 and 64 in
+flight, the medians of each and their ratio.
 
-    python bench/bench_floor.py [--rounds 5] [--tx 1000]
-
-Example (2-core VM, a slow-disk minute; the tables are in bench/README, "eleventh
-session")::
+Example, ``--rounds 4`` (2-core VM, a slow-disk minute; the tables are in bench/README,
+"eleventh session")::
 
     medians of 4 rounds (1000 sequential, 4000 at 64 in flight):
     in flight           floor   fastdatomic  ours / floor
@@ -44,15 +43,13 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 _LEN = struct.Struct(">I")
 _T = struct.Struct(">Q")
 # About the size of a small transaction's frame (one entity, two attributes, a tx id).
 PAYLOAD = b"x" * 120
 
 
-def serve(data_dir: str, port_file: str) -> None:
+def serve(data_dir: str, port_file: str, parent: int) -> None:
     """The bare server: frames in, one durable LMDB commit per read, acks out."""
     import asyncio
 
@@ -96,11 +93,9 @@ def serve(data_dir: str, port_file: str) -> None:
         def connection_lost(self, exc):
             done.set()                              # our one client has gone: so do we
 
-    parent = os.getppid()
-
     async def orphaned():
         # Never outlive the benchmark, even one killed before it could stop us.
-        while os.getppid() == parent:
+        while os.getppid() == parent:        # (re-parented once the parent is gone)
             await asyncio.sleep(1.0)
         done.set()
 
@@ -130,25 +125,33 @@ class Floor:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="fd-bench-floor-")
-        port_file = os.path.join(self.dir, "port")
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
-                                      os.path.join(self.dir, "data"), port_file])
-        deadline = time.monotonic() + 30
-        while not os.path.exists(port_file):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("the floor server did not start")
-            time.sleep(0.02)
-        with open(port_file) as f:
-            port = int(f.read())
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.proc = self.sock = None
+        try:
+            port_file = os.path.join(self.dir, "port")
+            self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
+                                          os.path.join(self.dir, "data"), port_file,
+                                          str(os.getpid())])
+            deadline = time.monotonic() + 30
+            while not os.path.exists(port_file):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the floor server did not start")
+                time.sleep(0.02)
+            with open(port_file) as f:
+                port = int(f.read())
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException:
+            self.close()
+            raise
         self.frame = _LEN.pack(len(PAYLOAD)) + PAYLOAD
 
     def _recv_acks(self, pending: bytearray) -> int:
         """Read at least one more ack; how many whole acks arrived."""
         while True:
-            pending += self.sock.recv(65536)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the floor server closed the connection")
+            pending += data
             n = len(pending) // 8
             if n:
                 del pending[:n * 8]
@@ -181,37 +184,32 @@ class Floor:
         return (time.perf_counter() - t0) / n
 
     def close(self) -> None:
-        """Stop the server and remove its data directory."""
-        if getattr(self, "sock", None) is not None:
+        """Stop the server (it ends with its connection) and remove its data directory."""
+        if self.sock is not None:
             self.sock.close()
-        self.proc.kill()
-        self.proc.wait()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _ours():
     """fastdatomic's side: bench_network's transactor and peer (started once)."""
-    sys.path.insert(0, HERE)
-    import bench_network
+    import bench_network     # (this file's directory is on sys.path: it runs as a script)
     bench_network._system()
     return bench_network
 
 
-def _sequential_ours(net, n: int) -> list[float]:
-    conn, lat = net._system(), []
-    for i in range(n):
-        t0 = time.perf_counter()
-        conn.transact([{":b/n": i, ":b/s": "x"}])
-        lat.append(time.perf_counter() - t0)
-    return lat
-
-
 def compare(rounds: int, n: int) -> None:
     """Alternate floor and fastdatomic rounds; print medians and ratios."""
-    floor, net = Floor(), _ours()
+    floor = net = None
     try:
+        floor, net = Floor(), _ours()
         floor.sequential(200)
-        _sequential_ours(net, 200)
+        net.latency_samples(200)
         net.run_inflight(2000, 64)
         rows = {1: ([], []), 64: ([], [])}
         for r in range(rounds):
@@ -223,7 +221,7 @@ def compare(rounds: int, n: int) -> None:
                     rows[1][0].append(statistics.median(floor.sequential(n)))
                     rows[64][0].append(floor.inflight(4 * n, 64))
                 else:
-                    rows[1][1].append(statistics.median(_sequential_ours(net, n)))
+                    rows[1][1].append(statistics.median(net.latency_samples(n)))
                     rows[64][1].append(net.run_inflight(4 * n, 64) / (4 * n))
             print(f"round {r + 1}: 1 in flight floor/ours p50 {rows[1][0][-1] * 1e6:.0f}/"
                   f"{rows[1][1][-1] * 1e6:.0f} µs; 64 in flight "
@@ -235,20 +233,23 @@ def compare(rounds: int, n: int) -> None:
             f_, o = statistics.median(rows[k][0]) * 1e6, statistics.median(rows[k][1]) * 1e6
             print(f"{k:>9}  {f_:>8.1f} {label:<9}{o:>8.1f}  {o / f_:>12.2f}")
     finally:
-        floor.close()
-        net.stop_all()
+        if floor is not None:
+            floor.close()
+        if net is not None:
+            net.stop_all()
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT_FILE"),
+    p.add_argument("--serve", nargs=3, metavar=("DATA_DIR", "PORT_FILE", "PARENT_PID"),
                    help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     p.add_argument("--tx", type=int, default=1000,
                    help="sequential transactions per round; 4x as many at 64 in flight")
     args = p.parse_args(argv)
     if args.serve:
-        serve(*args.serve)
+        data_dir, port_file, parent = args.serve
+        serve(data_dir, port_file, int(parent))
     else:
         compare(args.rounds, args.tx)
 

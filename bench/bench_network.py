@@ -120,14 +120,21 @@ def run_connect(loops):
     return total
 
 
-def latency(n=2000):
+def latency_samples(n: int) -> list[float]:
+    """Seconds each of ``n`` sequential transactions took (each with its own tx id)."""
     conn = _system()
+    base = _state["n"]
     lat = []
     for i in range(n):
         t0 = time.perf_counter()
-        conn.transact([{":b/n": i, ":b/s": "x"}], tx_id=uuid.uuid4())
+        conn.transact([{":b/n": base + i, ":b/s": "x"}], tx_id=uuid.uuid4())
         lat.append(time.perf_counter() - t0)
-    lat.sort()
+    _state["n"] = base + n
+    return lat
+
+
+def latency(n=2000):
+    lat = sorted(latency_samples(n))
     print(f"sequential transact latency over {n}: p50 {lat[n // 2] * 1e3:.3f} ms, "
           f"p99 {lat[int(n * 0.99)] * 1e3:.3f} ms, max {lat[-1] * 1e3:.3f} ms")
 

@@ -14,7 +14,7 @@ from fastdatomic.db import catalog
 from fastdatomic.errors import DatabaseNotFoundError, InvalidValueError, SyncTimeoutError
 from fastdatomic.storage import open_storage
 from fastdatomic.transactor.pipeline import Pipeline, TxRequest
-from transactor_helper import start_transactor
+from transactor_helper import start_transactor, wait_until
 
 SCHEMA = """[{:db/ident :item/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one
               :db/index true}]"""
@@ -70,12 +70,13 @@ def test_sync_index_waits_for_a_job_started_by_another_thread():
 
 @pytest.mark.parametrize("how", ["request_index", "threshold"])
 def test_in_process_sync_index_without_timeout_is_woken_by_the_job(how):
-    # No timeout: nothing but the job's notification can end the wait (no polling).
+    # No timeout, and the waiter is asleep on the condition before the job runs: the
+    # job's notification has to wake it (without it, this waits forever).
     conn = _mem_conn()
     r = conn.transact([{":item/n": 1}])
     got, waiter = [], threading.Thread(target=lambda: got.append(conn.sync_index(r.t)), daemon=True)
     waiter.start()
-    waiter.join(0.2)
+    wait_until(lambda: conn._tx.index_landed._waiters)     # (CPython's Condition internals)
     assert not got                                   # waiting: nothing indexed yet
     if how == "request_index":
         assert conn.request_index() is True
@@ -83,7 +84,8 @@ def test_in_process_sync_index_without_timeout_is_woken_by_the_job(how):
         conn._tx.memory_index_threshold = 0          # the next transaction passes it
         conn.transact([{":item/n": 2}])
     waiter.join(30)
-    assert not waiter.is_alive() and got[0].index_basis_t >= r.t
+    assert not waiter.is_alive() and got
+    assert got[0].index_basis_t >= r.t
 
 
 def test_in_process_sync_index_ends_when_the_database_is_deleted():
@@ -100,10 +102,11 @@ def test_in_process_sync_index_ends_when_the_database_is_deleted():
             errors.append(e)
     waiter = threading.Thread(target=wait, daemon=True)
     waiter.start()
-    waiter.join(0.2)
+    wait_until(lambda: conn._tx.index_landed._waiters)
     fd.delete_database(uri)
     waiter.join(30)
-    assert not waiter.is_alive() and "deleted" in str(errors[0])
+    assert not waiter.is_alive() and errors
+    assert "deleted" in str(errors[0])
 
 
 def test_in_process_request_index_on_a_deleted_database():

@@ -261,7 +261,7 @@ class _LocalTransactor:
         self.last_db = self.writer.db
         self.lock = threading.Lock()
         # Notified after an indexing job lands in last_db: sync_index waits on it.
-        self.indexed = threading.Condition(threading.Lock())
+        self.index_landed = threading.Condition(threading.Lock())
         self.queues: list[TxReportQueue] = []
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tx-{name}")
         self.pending = 0             # queued async transactions not yet applied
@@ -271,7 +271,7 @@ class _LocalTransactor:
     def close(self, reason):
         self.closed = reason
         self.executor.shutdown(wait=False)
-        self._indexed()             # a sync_index waiting here learns the database is gone
+        self._notify_indexed()      # a sync_index waiting here learns the database is gone
 
     def transact(self, tx_data, tx_id, timeout=None):
         if not self.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
@@ -294,7 +294,7 @@ class _LocalTransactor:
             if result.db_after.memindex.nbytes > self.memory_index_threshold:
                 # Same datoms, now in durable trees: later values read fewer novelty runs.
                 self.last_db = self.writer.index()
-                self._indexed()
+                self._notify_indexed()
             for q in tuple(self.queues):   # a snapshot: removal may happen meanwhile
                 q.offer(report)
             return report
@@ -310,19 +310,22 @@ class _LocalTransactor:
             if not self.writer.db.memindex.datom_count:
                 return False
             self.last_db = self.writer.index()
-            self._indexed()
+            self._notify_indexed()
             return True
 
-    def _indexed(self):
-        # After last_db is assigned: a sync_index that checked before waits by now, as
-        # this lock is only free to us once its wait() has released it.
-        with self.indexed:
-            self.indexed.notify_all()
+    def _notify_indexed(self):
+        # Called after last_db (or closed) is assigned. No wake-up is lost: wait_indexed
+        # re-checks under this condition's lock, which we get only once its wait() has
+        # released it.
+        with self.index_landed:
+            self.index_landed.notify_all()
 
     def wait_indexed(self, t, secs):
-        """Wait up to ``secs`` (None: no limit) for a value indexed through ``t``."""
-        with self.indexed:
-            self.indexed.wait_for(lambda: self.last_db.index_basis_t >= t or self.closed, secs)
+        """Wait up to ``secs`` (None: no limit) for a value indexed through ``t``, or
+        for this database to be gone."""
+        with self.index_landed:
+            self.index_landed.wait_for(
+                lambda: self.last_db.index_basis_t >= t or self.closed, secs)
 
 
 def _tx_data(tx_data):
