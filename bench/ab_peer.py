@@ -41,6 +41,7 @@ def _deferred(b: bool):
 def _yield(b: bool):
     peer.YIELD_EVERY = 1 << 62 if b else _YIELD_EVERY
 
+
 EXPERIMENTS = {"deferred": (_deferred, "acks first", "novelty first"),
                "yield": (_yield, "yields to the loop", "never yields")}
 

@@ -13,6 +13,8 @@ import collections
 import sys
 from types import SimpleNamespace
 
+import pytest
+
 import fastdatomic as fd
 from fastdatomic import peer
 from transactor_helper import start_transactor
@@ -48,6 +50,7 @@ def test_a_lone_request_never_yields(monkeypatch):
     assert sleeps == [] and len(wakes) == 5 * peer.YIELD_EVERY
 
 
+@pytest.mark.usefixtures("peers_and_transactors_stopped")
 def test_the_loop_thread_sends_part_of_a_burst_before_it_is_all_queued(tmp_path, monkeypatch):
     """Through a real transactor: a burst of 256 from one thread goes out in several
     drains of the loop thread while it is being queued (without the yields: one, or two

@@ -1080,7 +1080,9 @@ class PeerConnection(_ConnectionCommon):
 
     def _report(self, t, tempids, duplicate, tx_id) -> TxReport:
         """The report of an acknowledged transaction (loop thread). Its novelty came before
-        the ack on this connection, so its ``(db_before, db_after)`` are in ``recent``."""
+        the ack on this connection: still pending (a report filled in when it is applied),
+        or applied (its ``(db_before, db_after)`` are in ``recent``); a retry's earlier
+        transaction, or one committed before we subscribed, is read from storage."""
         pdb = self._db
         if not duplicate:
             report = pdb.await_report(t, tempids, tx_id)    # its novelty is pending

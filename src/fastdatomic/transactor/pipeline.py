@@ -288,6 +288,10 @@ class Pipeline:
                 continue
             self._commit(st, reqs)
 
+    def _no_such_database(self, name, reqs):
+        err = DatabaseNotFoundError(f"database {name!r} does not exist", data={"name": name})
+        self.publish(name, [], [Outcome(r, error=err) for r in reqs], None)
+
     def _commit(self, st, reqs):
         writer = st.writer
         db = writer.db
@@ -376,10 +380,6 @@ class Pipeline:
             self.publish(name, [], [Outcome(req, error=e)], None)
 
     # --- indexing ---------------------------------------------------------------
-
-    def _no_such_database(self, name, reqs):
-        err = DatabaseNotFoundError(f"database {name!r} does not exist", data={"name": name})
-        self.publish(name, [], [Outcome(r, error=err) for r in reqs], None)
 
     def _request_index(self, req):
         """``request_index``: an indexing job now, whatever the size of the novelty. While
