@@ -105,6 +105,17 @@ def test_nbytes_counts_each_add_as_a_run():
     assert mi.nbytes == total
 
 
+def test_after_everything_is_indexed_nothing_is_left_and_nothing_weighs():
+    # What a landed indexing job leaves: no keys, and 0 bytes (an empty run weighs
+    # nothing), so a writer's threshold and back-pressure see an empty memory index.
+    mi = MemoryIndex.empty()
+    for t in range(5):
+        mi = mi.add(_tx_keys(t, 3))
+    rest = mi.after(1 << 62)
+    assert (rest.datom_count, rest.nbytes) == (0, 0)
+    assert all(not runs for runs in rest.runs)
+
+
 def test_runs_stay_few():
     mi = MemoryIndex.empty()
     for t in range(3000):

@@ -135,8 +135,11 @@ class MemoryIndex:
         count = nbytes = 0
         for i in range(4):
             block = keys_after_tx(self.merged(i), tx)
-            runs.append((block,) if len(block) else ())
-            nbytes += block.nbytes
+            if len(block):
+                runs.append((block,))
+                nbytes += block.nbytes
+            else:
+                runs.append(())     # no run, no bytes: an empty memory index weighs 0
             if i == INDEX_EAVT:
                 count = len(block)
         return MemoryIndex(tuple(runs), count, nbytes)
