@@ -109,6 +109,82 @@ def test_in_process_sync_index_ends_when_the_database_is_deleted():
     assert "deleted" in str(errors[0])
 
 
+@pytest.fixture
+def gated_index_job(monkeypatch):
+    """Every indexing job blocks in its build until the test opens the gate."""
+    from fastdatomic import connection
+    gate, real = threading.Event(), catalog.build_index
+
+    def gated(db):
+        assert gate.wait(30), "the test never opened the gate"
+        return real(db)
+    monkeypatch.setattr(catalog, "build_index", gated)
+    monkeypatch.setattr(connection, "build_index", gated)
+    yield gate
+    gate.set()
+
+
+def test_in_process_transactions_go_on_while_the_indexing_job_builds(gated_index_job):
+    # Datomic's indexing runs in the background: a transaction that passes the threshold,
+    # and the ones after it, commit while the new trees are still being built.
+    conn = _mem_conn()
+    conn._tx.memory_index_threshold = 0              # the next transaction passes it
+    reports = []
+    writer = threading.Thread(
+        target=lambda: reports.extend(conn.transact([{":item/n": i}]) for i in range(3)),
+        daemon=True)
+    writer.start()
+    writer.join(30)
+    assert not writer.is_alive(), "transactions waited for the indexing job"
+    assert len(reports) == 3 and conn._tx.indexing
+    assert conn.db().index_basis_t < reports[0].t    # nothing landed yet
+    assert fd.q(COUNT, conn.db()) == 3
+    gated_index_job.set()
+    # The first job covers its snapshot; the novelty after it starts the next one.
+    assert conn.sync_index(reports[-1].t, timeout=30).index_basis_t >= reports[-1].t
+    assert fd.q(COUNT, conn.db()) == 3
+
+
+def test_in_process_back_pressure_holds_transactions_until_the_job_lands(gated_index_job):
+    from fastdatomic.errors import TransactTimeoutError
+    conn = _mem_conn()
+    conn._tx.memory_index_threshold = 0
+    conn._tx.memory_index_max = 0                    # past it as soon as there is novelty
+    first = conn.transact([{":item/n": 1}])          # starts the (gated) job
+    assert conn._tx.indexing
+    with pytest.raises(TransactTimeoutError) as e:
+        conn.transact([{":item/n": 2}], timeout=0.1)
+    assert e.value.data["outcome"] == "not-committed" and "memory_index_max" in str(e.value)
+    held = []
+    waiter = threading.Thread(target=lambda: held.append(conn.transact([{":item/n": 3}])),
+                              daemon=True)
+    waiter.start()
+    wait_until(lambda: conn._tx.job_done._waiters)   # (CPython's Condition internals)
+    assert not held                                  # held back while the job builds
+    gated_index_job.set()
+    waiter.join(30)
+    assert not waiter.is_alive() and held and held[0].t > first.t
+    # The timed-out transaction was never committed.
+    assert sorted(fd.q("[:find [?n ...] :where [_ :item/n ?n]]", conn.db())) == [1, 3]
+
+
+def test_in_process_request_index_waits_for_a_running_job(gated_index_job):
+    conn = _mem_conn()
+    conn._tx.memory_index_threshold = 0
+    r = conn.transact([{":item/n": 1}])              # starts the (gated) job
+    conn._tx.memory_index_threshold = 1 << 30        # no further automatic job
+    done = []
+    requester = threading.Thread(target=lambda: done.append(conn.request_index()), daemon=True)
+    requester.start()
+    wait_until(lambda: conn._tx.job_done._waiters)
+    assert not done
+    gated_index_job.set()
+    requester.join(30)
+    assert not requester.is_alive()
+    # The job it waited for covered r.t already: nothing of its own was left to index.
+    assert done == [False] and conn.db().index_basis_t >= r.t
+
+
 def test_in_process_request_index_on_a_deleted_database():
     uri = f"fastdatomic:mem://request-index-gone-{uuid.uuid4().hex}"
     fd.create_database(uri)

@@ -23,7 +23,7 @@ from concurrent.futures._base import (CANCELLED as _CANCELLED, CANCELLED_AND_NOT
 from fastdatomic._core.logrec import decode_log
 from fastdatomic._core.codec import INDEX_EAVT, decode_key
 from fastdatomic.db import tx as txmod
-from fastdatomic.db.catalog import DatabaseWriter
+from fastdatomic.db.catalog import DatabaseWriter, build_index
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
 from fastdatomic.errors import (InvalidTxDataError, InvalidValueError, DatabaseNotFoundError,
@@ -33,6 +33,7 @@ from fastdatomic.ids import tx_to_t
 __all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
 
 _futures_log = logging.getLogger("concurrent.futures")
+log = logging.getLogger("fastdatomic.connection")
 
 
 class TxReportQueue(queue.Queue):
@@ -244,6 +245,7 @@ class Log:
 
 
 MEMORY_INDEX_THRESHOLD = 32 * 1024 * 1024   # bytes of novelty (Datomic's default 32m)
+MEMORY_INDEX_MAX = 512 * 1024 * 1024        # ... past which transactions wait for the job (512m)
 
 
 class _LocalTransactor:
@@ -251,15 +253,23 @@ class _LocalTransactor:
 
     Like a transactor it runs the indexing job once novelty passes
     ``memory_index_threshold`` bytes, so reads keep merging few novelty runs and memory
-    stays bounded.
+    stays bounded. The job builds the new trees on its own thread from a snapshot (an
+    immutable value) while transactions go on; only adopting the result (a root CAS)
+    takes the writer's lock. Past ``memory_index_max`` transactions wait for the job
+    (back-pressure), so memory stays bounded when writes outrun indexing.
     """
 
-    def __init__(self, storage, name, memory_index_threshold=MEMORY_INDEX_THRESHOLD):
+    def __init__(self, storage, name, memory_index_threshold=MEMORY_INDEX_THRESHOLD,
+                 memory_index_max=MEMORY_INDEX_MAX):
         self.name = name
         self.memory_index_threshold = memory_index_threshold
+        self.memory_index_max = memory_index_max
         self.writer = DatabaseWriter(storage, name)
         self.last_db = self.writer.db
         self.lock = threading.Lock()
+        # On self.lock: notified when an indexing job ends (landed or failed) and on close.
+        self.job_done = threading.Condition(self.lock)
+        self.indexing = False        # a job is building (background or request_index)
         # Notified after an indexing job lands in last_db: sync_index waits on it.
         self.index_landed = threading.Condition(threading.Lock())
         self.queues: list[TxReportQueue] = []
@@ -271,14 +281,18 @@ class _LocalTransactor:
     def close(self, reason):
         self.closed = reason
         self.executor.shutdown(wait=False)
+        with self.job_done:
+            self.job_done.notify_all()   # a transaction held back by the job gives up
         self._notify_indexed()      # a sync_index waiting here learns the database is gone
 
     def transact(self, tx_data, tx_id, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not self.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
             raise TransactTimeoutError(
                 f"transaction not started within {timeout} s: the writer of {self.name!r} is busy; "
                 "it was not committed and may be retried", data={"outcome": "not-committed"})
         try:
+            self._hold_back(deadline, timeout)
             if self.closed:
                 raise DatabaseNotFoundError(f"cannot transact: {self.closed}")
             db = self.writer.db
@@ -291,27 +305,87 @@ class _LocalTransactor:
             report = TxReport(result.db_before, result.db_after, result.datoms,
                               result.tempids, result.t, result.tx_uuid)
             self.last_db = result.db_after
-            if result.db_after.memindex.nbytes > self.memory_index_threshold:
-                # Same datoms, now in durable trees: later values read fewer novelty runs.
-                self.last_db = self.writer.index()
-                self._notify_indexed()
+            if result.db_after.memindex.nbytes > self.memory_index_threshold and not self.indexing:
+                self._start_job()
             for q in tuple(self.queues):   # a snapshot: removal may happen meanwhile
                 q.offer(report)
             return report
         finally:
             self.lock.release()
 
-    def request_index(self) -> bool:
-        """Run the indexing job now (in-process: on the caller's thread, after the
-        transaction in progress); False if there was no novelty to index."""
+    def _hold_back(self, deadline, timeout):
+        """Back-pressure (lock held): past ``memory_index_max`` wait for the running job."""
+        while self.indexing and not self.closed and \
+                self.writer.db.memindex.nbytes > self.memory_index_max:
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left <= 0) or not self.job_done.wait(left):
+                raise TransactTimeoutError(
+                    f"transaction not started within {timeout} s: the memory index of "
+                    f"{self.name!r} is past memory_index_max and its indexing job is still "
+                    "running; it was not committed and may be retried",
+                    data={"outcome": "not-committed"})
+
+    def _start_job(self):
+        # Lock held. The snapshot is immutable: the job reads it while transactions go on.
+        self.indexing = True
+        threading.Thread(target=self._index_job, args=(self.writer.db,), daemon=True,
+                         name=f"fd-index-{self.name}").start()
+
+    def _index_job(self, snapshot):
+        try:
+            built = build_index(snapshot)
+        except BaseException:            # the novelty stays in memory; the next commit retries
+            log.exception("indexing job of %r failed", self.name)
+            built = None
         with self.lock:
+            landed = False
+            try:
+                if built is not None and not self.closed:
+                    self._adopt(built)
+                    landed = True
+            except Exception:
+                log.exception("indexing job of %r could not be adopted", self.name)
+            finally:
+                self.indexing = False
+                self.job_done.notify_all()
+            # Transactions went on meanwhile: their novelty may be past the threshold
+            # already. (After a failure the next commit starts the retry, not a loop here.)
+            mi = self.writer.db.memindex
+            if landed and mi.datom_count and mi.nbytes > self.memory_index_threshold:
+                self._start_job()
+
+    def _adopt(self, built):
+        # Lock held: no transaction is between prepare and commit.
+        self.last_db = self.writer.adopt_index(built)
+        self._notify_indexed()
+
+    def request_index(self) -> bool:
+        """Run the indexing job now, on the caller's thread, and return once it landed;
+        False if there was no novelty to index. Transactions go on meanwhile; a job
+        already running is waited for first (ours then covers what it did not)."""
+        with self.lock:
+            while self.indexing and not self.closed:
+                self.job_done.wait()
             if self.closed:
                 raise DatabaseNotFoundError(f"cannot index: {self.closed}")
             if not self.writer.db.memindex.datom_count:
                 return False
-            self.last_db = self.writer.index()
-            self._notify_indexed()
-            return True
+            self.indexing = True
+            snapshot = self.writer.db
+        built = None
+        try:
+            built = build_index(snapshot)
+        finally:
+            with self.lock:
+                try:
+                    if built is not None:
+                        if self.closed:
+                            raise DatabaseNotFoundError(f"cannot index: {self.closed}")
+                        self._adopt(built)
+                finally:
+                    self.indexing = False
+                    self.job_done.notify_all()
+        return True
 
     def _notify_indexed(self):
         # Called after last_db (or closed) is assigned. No wake-up is lost: wait_indexed
