@@ -281,8 +281,14 @@ class _LocalTransactor:
     def close(self, reason):
         self.closed = reason
         self.executor.shutdown(wait=False)
-        with self.job_done:
-            self.job_done.notify_all()   # a transaction held back by the job gives up
+        # Transactions held back by the job give up now rather than when it ends. Never
+        # block for the lock: close runs under the registry lock, maybe on a thread that
+        # holds this writer (a transaction function deleting its own database).
+        if self.lock.acquire(blocking=False):
+            try:
+                self.job_done.notify_all()
+            finally:
+                self.lock.release()
         self._notify_indexed()      # a sync_index waiting here learns the database is gone
 
     def transact(self, tx_data, tx_id, timeout=None):
@@ -338,26 +344,34 @@ class _LocalTransactor:
             log.exception("indexing job of %r failed", self.name)
             built = None
         with self.lock:
-            landed = False
             try:
-                if built is not None and not self.closed:
-                    self._adopt(built)
-                    landed = True
+                landed = self._land(built)
+            except DatabaseNotFoundError:
+                landed = False                   # deleted meanwhile
             except Exception:
                 log.exception("indexing job of %r could not be adopted", self.name)
-            finally:
-                self.indexing = False
-                self.job_done.notify_all()
+                landed = False
             # Transactions went on meanwhile: their novelty may be past the threshold
             # already. (After a failure the next commit starts the retry, not a loop here.)
             mi = self.writer.db.memindex
             if landed and mi.datom_count and mi.nbytes > self.memory_index_threshold:
                 self._start_job()
 
-    def _adopt(self, built):
-        # Lock held: no transaction is between prepare and commit.
-        self.last_db = self.writer.adopt_index(built)
-        self._notify_indexed()
+    def _land(self, built) -> bool:
+        """End the running job (lock held): adopt ``built`` (None: the build failed) and
+        wake whoever waits for the job. True if the new trees are now the database's."""
+        try:
+            if built is None:
+                return False
+            if self.closed:
+                raise DatabaseNotFoundError(f"cannot index: {self.closed}")
+            # No transaction is between prepare and commit: the lock is ours.
+            self.last_db = self.writer.adopt_index(built)
+            self._notify_indexed()
+            return True
+        finally:
+            self.indexing = False
+            self.job_done.notify_all()
 
     def request_index(self) -> bool:
         """Run the indexing job now, on the caller's thread, and return once it landed;
@@ -377,14 +391,7 @@ class _LocalTransactor:
             built = build_index(snapshot)
         finally:
             with self.lock:
-                try:
-                    if built is not None:
-                        if self.closed:
-                            raise DatabaseNotFoundError(f"cannot index: {self.closed}")
-                        self._adopt(built)
-                finally:
-                    self.indexing = False
-                    self.job_done.notify_all()
+                self._land(built)       # (a failed build: the job ends, its error goes on)
         return True
 
     def _notify_indexed(self):
