@@ -298,7 +298,8 @@ class _LocalTransactor:
                 f"transaction not started within {timeout} s: the writer of {self.name!r} is busy; "
                 "it was not committed and may be retried", data={"outcome": "not-committed"})
         try:
-            self._hold_back(deadline, timeout)
+            if self.indexing:
+                self._hold_back(deadline, timeout)
             if self.closed:
                 raise DatabaseNotFoundError(f"cannot transact: {self.closed}")
             db = self.writer.db
@@ -311,8 +312,7 @@ class _LocalTransactor:
             report = TxReport(result.db_before, result.db_after, result.datoms,
                               result.tempids, result.t, result.tx_uuid)
             self.last_db = result.db_after
-            if result.db_after.memindex.nbytes > self.memory_index_threshold and not self.indexing:
-                self._start_job()
+            self._maybe_index()
             for q in tuple(self.queues):   # a snapshot: removal may happen meanwhile
                 q.offer(report)
             return report
@@ -331,8 +331,12 @@ class _LocalTransactor:
                     "running; it was not committed and may be retried",
                     data={"outcome": "not-committed"})
 
-    def _start_job(self):
-        # Lock held. The snapshot is immutable: the job reads it while transactions go on.
+    def _maybe_index(self):
+        # Lock held. One job at a time, once the novelty passes the threshold. The snapshot
+        # is immutable: the job reads it while transactions go on.
+        mi = self.writer.db.memindex
+        if self.indexing or not mi.datom_count or mi.nbytes <= self.memory_index_threshold:
+            return
         self.indexing = True
         threading.Thread(target=self._index_job, args=(self.writer.db,), daemon=True,
                          name=f"fd-index-{self.name}").start()
@@ -353,9 +357,8 @@ class _LocalTransactor:
                 landed = False
             # Transactions went on meanwhile: their novelty may be past the threshold
             # already. (After a failure the next commit starts the retry, not a loop here.)
-            mi = self.writer.db.memindex
-            if landed and mi.datom_count and mi.nbytes > self.memory_index_threshold:
-                self._start_job()
+            if landed:
+                self._maybe_index()
 
     def _land(self, built) -> bool:
         """End the running job (lock held): adopt ``built`` (None: the build failed) and
