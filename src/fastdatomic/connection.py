@@ -23,7 +23,7 @@ from concurrent.futures._base import (CANCELLED as _CANCELLED, CANCELLED_AND_NOT
 from fastdatomic._core.logrec import decode_log
 from fastdatomic._core.codec import INDEX_EAVT, decode_key
 from fastdatomic.db import tx as txmod
-from fastdatomic.db.catalog import DatabaseWriter, build_index
+from fastdatomic.db.catalog import DatabaseWriter, build_index, index_retry_delay
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
 from fastdatomic.errors import (InvalidTxDataError, InvalidValueError, DatabaseNotFoundError,
@@ -256,7 +256,9 @@ class _LocalTransactor:
     stays bounded. The job builds the new trees on its own thread from a snapshot (an
     immutable value) while transactions go on; only adopting the result (a root CAS)
     takes the writer's lock. Past ``memory_index_max`` transactions wait for the job
-    (back-pressure), so memory stays bounded when writes outrun indexing.
+    (back-pressure), so memory stays bounded when writes outrun indexing. A job that
+    fails is tried again from a timer (``catalog.index_retry_delay``); transactions held
+    back wait for that one.
     """
 
     def __init__(self, storage, name, memory_index_threshold=MEMORY_INDEX_THRESHOLD,
@@ -270,6 +272,10 @@ class _LocalTransactor:
         # On self.lock: notified when an indexing job ends (landed or failed) and on close.
         self.job_done = threading.Condition(self.lock)
         self.indexing = False        # a job is building (background or request_index)
+        # After a failed background job: the timer that starts the next one, and how many
+        # failed in a row (the back-off grows with it).
+        self.retry: threading.Timer | None = None
+        self.failures = 0
         # Notified after an indexing job lands in last_db: sync_index waits on it.
         self.index_landed = threading.Condition(threading.Lock())
         self.queues: list[TxReportQueue] = []
@@ -281,6 +287,9 @@ class _LocalTransactor:
     def close(self, reason):
         self.closed = reason
         self.executor.shutdown(wait=False)
+        retry = self.retry
+        if retry is not None:
+            retry.cancel()
         # Transactions held back by the job give up now rather than when it ends. Never
         # block for the lock: close runs under the registry lock, maybe on a thread that
         # holds this writer (a transaction function deleting its own database).
@@ -298,7 +307,7 @@ class _LocalTransactor:
                 f"transaction not started within {timeout} s: the writer of {self.name!r} is busy; "
                 "it was not committed and may be retried", data={"outcome": "not-committed"})
         try:
-            if self.indexing:
+            if self.indexing or self.retry is not None:
                 self._hold_back(deadline, timeout)
             if self.closed:
                 raise DatabaseNotFoundError(f"cannot transact: {self.closed}")
@@ -320,8 +329,9 @@ class _LocalTransactor:
             self.lock.release()
 
     def _hold_back(self, deadline, timeout):
-        """Back-pressure (lock held): past ``memory_index_max`` wait for the running job."""
-        while self.indexing and not self.closed and \
+        """Back-pressure (lock held): past ``memory_index_max`` wait for the running job
+        (or the one a failed job's retry starts)."""
+        while (self.indexing or self.retry is not None) and not self.closed and \
                 self.writer.db.memindex.nbytes > self.memory_index_max:
             left = None if deadline is None else deadline - time.monotonic()
             if (left is not None and left <= 0) or not self.job_done.wait(left):
@@ -335,7 +345,8 @@ class _LocalTransactor:
         # Lock held. One job at a time, once the novelty passes the threshold. The snapshot
         # is immutable: the job reads it while transactions go on.
         mi = self.writer.db.memindex
-        if self.indexing or not mi.datom_count or mi.nbytes <= self.memory_index_threshold:
+        if self.indexing or self.retry is not None or not mi.datom_count or \
+                mi.nbytes <= self.memory_index_threshold:
             return
         self.indexing = True
         threading.Thread(target=self._index_job, args=(self.writer.db,), daemon=True,
@@ -344,21 +355,42 @@ class _LocalTransactor:
     def _index_job(self, snapshot):
         try:
             built = build_index(snapshot)
-        except BaseException:            # the novelty stays in memory; the next commit retries
+        except BaseException as e:       # the novelty stays in memory until a retry lands
             log.exception("indexing job of %r failed", self.name)
-            built = None
+            built = e
         with self.lock:
             try:
-                landed = self._land(built)
+                landed = self._land(None if isinstance(built, BaseException) else built)
             except DatabaseNotFoundError:
-                landed = False                   # deleted meanwhile
-            except Exception:
+                return                           # deleted meanwhile
+            except Exception as e:
                 log.exception("indexing job of %r could not be adopted", self.name)
-                landed = False
-            # Transactions went on meanwhile: their novelty may be past the threshold
-            # already. (After a failure the next commit starts the retry, not a loop here.)
+                built, landed = e, False
             if landed:
+                # Transactions went on meanwhile: their novelty may be past the threshold
+                # already.
+                self.failures = 0
                 self._maybe_index()
+            elif not self.closed:
+                self._retry_later(built)
+
+    def _retry_later(self, err):
+        # Lock held. The next job starts from a timer: it runs even if no transaction
+        # comes, and a failure that persists costs one job per back-off, not per commit.
+        self.failures += 1
+        delay = index_retry_delay(self.failures)
+        log.error("indexing job of %r failed (%d in a row: %r); next attempt in %.1f s",
+                  self.name, self.failures, err, delay)
+        self.retry = threading.Timer(delay, self._retry_due)
+        self.retry.daemon = True
+        self.retry.start()
+
+    def _retry_due(self):
+        with self.lock:
+            self.retry = None
+            if not self.closed:
+                self._maybe_index()
+            self.job_done.notify_all()   # held back with no job started: they go on
 
     def _land(self, built) -> bool:
         """End the running job (lock held): adopt ``built`` (None: the build failed) and

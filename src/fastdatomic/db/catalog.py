@@ -33,11 +33,17 @@ from fastdatomic.ids import t_to_tx
 __all__ = [
     "create_database", "delete_database", "list_databases", "load_database",
     "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log", "build_index", "decode_root",
-    "advance",
+    "advance", "index_retry_delay",
 ]
 
 ROOT_PREFIX = "db/"
 ROOT_VERSION = 1
+# After a failed indexing job, the writer waits before the next one: the first retry
+# after INDEX_RETRY_FIRST_SECS, doubling up to INDEX_RETRY_MAX_SECS while jobs keep
+# failing. A persistent failure (a full disk) then costs a job now and then, not one per
+# commit, and a transient one is retried even if no transaction comes to start it.
+INDEX_RETRY_FIRST_SECS = 0.5
+INDEX_RETRY_MAX_SECS = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 EPOCH_ZERO = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -353,3 +359,12 @@ def build_index(db: Database) -> tuple[tuple, int]:
     if blobs:
         db.segs.storage.put_blobs(blobs)
     return tuple(roots), db.basis_t
+
+
+def index_retry_delay(failures: int) -> float:
+    """Seconds to wait before the next indexing job after ``failures`` failed in a row.
+
+    >>> index_retry_delay(1), index_retry_delay(2), index_retry_delay(100)
+    (0.5, 1.0, 30.0)
+    """
+    return min(INDEX_RETRY_MAX_SECS, INDEX_RETRY_FIRST_SECS * 2.0 ** min(failures - 1, 64))

@@ -19,7 +19,9 @@ When a database's memory index passes ``memory-index-threshold`` an indexing job
 new segment trees on its own thread (the merge kernel releases the GIL) while
 transactions go on; the writer adopts the result with a fenced root CAS. Past
 ``memory-index-max`` the writer holds that database's transactions back until the job is
-done (back-pressure with an alarm), so memory stays bounded.
+done (back-pressure with an alarm), so memory stays bounded. A job that fails (alarm
+``indexing-failed``) is tried again from a timer, after a back-off that doubles while
+jobs keep failing (``catalog.index_retry_delay``); held-back transactions wait for it.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ INLINE_MAX_SECONDS = 0.005
 
 
 class TxRequest:
-    """One queued request: a transaction, or a catalog change (``op`` create/delete)."""
+    """One queued request (``op``): ``tx`` a transaction, ``create``/``delete`` a catalog
+    change, ``index`` a request_index; and the writer's own ``adopt`` (an indexing job's
+    result, in ``tx_data``) and ``retry-index`` (the timer, in ``tx_data``, of the next
+    job after a failed one)."""
 
     __slots__ = ("op", "db", "tx_data", "tx_id", "reply", "nbytes", "received", "db_id",
                  "fresh_id")
@@ -77,12 +82,17 @@ class Outcome:
 
 
 class _DbState:
-    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids", "index_wanted")
+    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids", "index_wanted", "retry",
+                 "failures")
 
     def __init__(self, name, writer, tx_ids: TxIds | None = None):
         self.name = name
         self.writer = writer
         self.indexing = False
+        # After a failed job: the timer that queues the next attempt, and how many failed
+        # in a row (the back-off grows with it).
+        self.retry: threading.Timer | None = None
+        self.failures = 0
         # request_index came while a job ran from an older value: run another after it
         self.index_wanted = False
         self.deferred = collections.deque()    # held back under back-pressure
@@ -156,6 +166,9 @@ class Pipeline:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
+        for st in list(self.dbs.values()):
+            if st.retry is not None:
+                st.retry.cancel()
         if self.thread is not None:
             self.thread.join(timeout)
 
@@ -248,6 +261,9 @@ class Pipeline:
         for req in batch:
             if req.op == "adopt":
                 self._adopt(req)
+                continue
+            if req.op == "retry-index":
+                self._retry_index(req)
                 continue
             if req.op == "index":
                 self._flush(groups)       # the job covers what was queued before the request
@@ -391,12 +407,13 @@ class Pipeline:
             return
         st.index_wanted = True
         self._maybe_index(st)
-        result = {"requested": st.indexing, "basis_t": st.writer.db.basis_t}
+        result = {"requested": st.indexing or st.retry is not None,
+                  "basis_t": st.writer.db.basis_t}
         self.publish(st.name, [], [Outcome(req, result)], None)
 
     def _maybe_index(self, st):
         db = st.writer.db
-        if st.indexing or db is None:
+        if st.indexing or st.retry is not None or db is None:
             return
         wanted, st.index_wanted = st.index_wanted, False
         if not (db.memindex.nbytes > self.threshold or (wanted and db.memindex.datom_count)):
@@ -424,7 +441,9 @@ class Pipeline:
         built, secs = req.tx_data
         st.indexing = False
         if isinstance(built, BaseException):
+            self._index_failed(st, built)
             return
+        st.failures = 0
         try:
             st.writer.adopt_index(built)
         except FencedError as e:
@@ -446,3 +465,33 @@ class Pipeline:
                 self._commit(st, reqs)
         else:
             self._maybe_index(st)
+
+    def _index_failed(self, st, err):
+        # The novelty stays in memory and transactions held back by back-pressure stay
+        # held. The next job starts from a timer, so it runs even if no transaction
+        # comes, and a failure that persists costs one job per back-off, not per commit.
+        st.failures += 1
+        delay = catalog.index_retry_delay(st.failures)
+        if self.metrics:
+            self.metrics.alarm("indexing-failed")
+        log.error("indexing job of %r failed (%d in a row: %r); next attempt in %.1f s",
+                  st.name, st.failures, err, delay)
+        st.index_wanted = True      # the retry runs whatever the threshold says then
+        req = TxRequest("retry-index", st.name)
+        req.tx_data = st.retry = threading.Timer(delay, self._retry_due, (req,))
+        st.retry.daemon = True
+        st.retry.start()
+
+    def _retry_due(self, req):
+        # On the timer's thread: the writer runs the retry, in queue order.
+        with self.cond:
+            if not self.stopping:
+                self.queue.append(req)
+                self.cond.notify()
+
+    def _retry_index(self, req):
+        st = self.dbs.get(req.db)
+        if st is None or st.retry is not req.tx_data:
+            return                  # deleted (and maybe re-created) meanwhile
+        st.retry = None
+        self._maybe_index(st)
