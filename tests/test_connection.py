@@ -737,7 +737,7 @@ def test_mem_connection_runs_the_indexing_job_past_the_threshold():
         if batch == 2:
             early = r.db_after
     # The jobs run on their own thread: wait until they caught up with the novelty.
-    wait_until(lambda: not conn._tx.indexing and conn.db().memindex.nbytes <= 20_000)
+    wait_until(lambda: not conn._tx.jobs.building and conn.db().memindex.nbytes <= 20_000)
     db = conn.db()
     assert db.index_basis_t > 0, "the indexing job never ran"
     assert sorted(d.v for d in db.datoms("aevt", ":ix/n")) == list(range(1000))

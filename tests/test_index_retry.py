@@ -80,7 +80,7 @@ def test_pipeline_retries_a_failed_job_without_a_further_transaction(failing_job
     assert jobs.calls == 3 and _alarms(metrics, "indexing-failed") == 2
     t = outcomes[0].result["t"]
     assert events == [("indexed", t)] and p.dbs["db"].writer.db.index_basis_t == t
-    assert p.dbs["db"].failures == 0              # a landed job resets the back-off
+    assert p.dbs["db"].jobs.failures == 0         # a landed job resets the back-off
 
 
 def test_pipeline_holds_transactions_back_until_the_retry_lands(failing_jobs):
@@ -105,7 +105,7 @@ def test_pipeline_runs_no_job_per_commit_while_a_retry_waits(failing_jobs, monke
     p, outcomes, _, _ = _pipeline(memory_index_threshold=0)
     try:
         p.submit(_tx(0))
-        wait_until(lambda: p.dbs["db"].retry is not None)
+        wait_until(lambda: p.dbs["db"].jobs.retry is not None)
         for i in range(1, 20):
             p.submit(_tx(i))
         wait_until(lambda: len(outcomes) == 20)
@@ -134,7 +134,7 @@ def test_in_process_retries_a_failed_job_without_a_further_transaction(failing_j
     conn._tx.memory_index_threshold = 0
     r = conn.transact([{":item/n": 1}])
     assert conn.sync_index(r.t, timeout=20).index_basis_t >= r.t
-    assert jobs.calls == 3 and conn._tx.failures == 0
+    assert jobs.calls == 3 and conn._tx.jobs.failures == 0
 
 
 def test_in_process_holds_transactions_back_until_the_retry_lands(failing_jobs, monkeypatch):
@@ -144,7 +144,7 @@ def test_in_process_holds_transactions_back_until_the_retry_lands(failing_jobs, 
     conn._tx.memory_index_threshold = 0
     conn._tx.memory_index_max = 0
     first = conn.transact([{":item/n": 1}])          # its job fails
-    wait_until(lambda: conn._tx.retry is not None)
+    wait_until(lambda: conn._tx.jobs.retry is not None)
     held = []
     waiter = threading.Thread(target=lambda: held.append(conn.transact([{":item/n": 2}])),
                               daemon=True)
@@ -162,9 +162,9 @@ def test_in_process_runs_no_job_per_commit_while_a_retry_waits(failing_jobs, mon
     conn, uri = _mem_conn()
     conn._tx.memory_index_threshold = 0
     conn.transact([{":item/n": 0}])
-    wait_until(lambda: conn._tx.retry is not None)
+    wait_until(lambda: conn._tx.jobs.retry is not None)
     for i in range(1, 20):
         conn.transact([{":item/n": i}])
     assert jobs.calls == 1
     fd.delete_database(uri)                          # the pending retry is cancelled
-    assert not conn._tx.retry.is_alive() or conn._tx.retry.finished.is_set()
+    assert not conn._tx.jobs.retry.is_alive() or conn._tx.jobs.retry.finished.is_set()

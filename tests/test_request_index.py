@@ -136,7 +136,7 @@ def test_in_process_transactions_go_on_while_the_indexing_job_builds(gated_index
     writer.start()
     writer.join(30)
     assert not writer.is_alive(), "transactions waited for the indexing job"
-    assert len(reports) == 3 and conn._tx.indexing
+    assert len(reports) == 3 and conn._tx.jobs.building
     assert conn.db().index_basis_t < reports[0].t    # nothing landed yet
     assert fd.q(COUNT, conn.db()) == 3
     gated_index_job.set()
@@ -151,7 +151,7 @@ def test_in_process_back_pressure_holds_transactions_until_the_job_lands(gated_i
     conn._tx.memory_index_threshold = 0
     conn._tx.memory_index_max = 0                    # past it as soon as there is novelty
     first = conn.transact([{":item/n": 1}])          # starts the (gated) job
-    assert conn._tx.indexing
+    assert conn._tx.jobs.building
     with pytest.raises(TransactTimeoutError) as e:
         conn.transact([{":item/n": 2}], timeout=0.1)
     assert e.value.data["outcome"] == "not-committed" and "memory_index_max" in str(e.value)
@@ -272,16 +272,43 @@ def test_a_request_during_a_running_job_gets_a_job_of_its_own_afterwards():
     p, published, events, done = _pipeline(f"request-index-busy-{uuid.uuid4().hex}")
     st = p.dbs["db"]
     p._process([TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "a"]])])
-    st.indexing = True                           # as if a job were running
+    st.jobs.building = True                       # as if a job were running
     p._process([TxRequest("index", "db")])
     assert published[-1].result["requested"] is True and st.index_wanted
-    st.indexing = False                          # ... and it landed without covering us
+    st.jobs.building = False                      # ... and it landed without covering us
     p._process([TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "b"]])])
     last = published[-1].result["t"]
-    assert st.indexing and not st.index_wanted   # the wanted job started after that commit
+    assert st.jobs.building and not st.index_wanted  # the wanted job started after that commit
     p.start()
     try:
         assert done.wait(10), "the wanted indexing job never landed"
     finally:
         p.stop()
     assert events == [("indexed", last)] and st.writer.db.index_basis_t == last
+
+
+def test_a_job_of_a_deleted_database_never_lands_in_its_namesake(gated_index_job):
+    # The job built its trees from the deleted database; adopting them into a database
+    # re-created under the same name would bring the old datoms back into it.
+    p, published, events, done = _pipeline(f"request-index-namesake-{uuid.uuid4().hex}")
+    old = p.dbs["db"]
+    p.threshold = 0
+    p.start()
+    try:
+        p.submit(TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "deleted with its db"]]))
+        wait_until(lambda: published and old.jobs.building)      # the (gated) job runs
+        p.submit(TxRequest("delete", "db"))
+        p.submit(TxRequest("create", "db"))
+        wait_until(lambda: p.dbs.get("db") not in (None, old))
+        p.threshold = 1 << 30
+        gated_index_job.set()                   # the old job ends; its result is dropped
+        p.submit(TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "new"]]))
+        p.submit(TxRequest("index", "db"))      # the new database's own job
+        wait_until(lambda: p.dbs["db"].writer.db.index_basis_t > 0 and not p.dbs["db"].jobs.busy)
+    finally:
+        p.stop()
+    new = p.dbs["db"].writer.db
+    docs = fd.q("[:find [?d ...] :where [_ :db/doc ?d]]", new)
+    assert "deleted with its db" not in docs
+    assert fd.q("[:find [?d ...] :where [_ :db/doc ?d]]",
+                catalog.load_database(new.segs.storage, "db")) == docs

@@ -23,7 +23,8 @@ from concurrent.futures._base import (CANCELLED as _CANCELLED, CANCELLED_AND_NOT
 from fastdatomic._core.logrec import decode_log
 from fastdatomic._core.codec import INDEX_EAVT, decode_key
 from fastdatomic.db import tx as txmod
-from fastdatomic.db.catalog import DatabaseWriter, build_index, index_retry_delay
+from fastdatomic.db.catalog import DatabaseWriter, build_index
+from fastdatomic.db.indexjobs import IndexJobs
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
 from fastdatomic.errors import (InvalidTxDataError, InvalidValueError, DatabaseNotFoundError,
@@ -269,13 +270,12 @@ class _LocalTransactor:
         self.writer = DatabaseWriter(storage, name)
         self.last_db = self.writer.db
         self.lock = threading.Lock()
-        # On self.lock: notified when an indexing job ends (landed or failed) and on close.
+        # On self.lock: notified when an indexing job ends (landed or failed), when a
+        # failed one's retry is due, and on close.
         self.job_done = threading.Condition(self.lock)
-        self.indexing = False        # a job is building (background or request_index)
-        # After a failed background job: the timer that starts the next one, and how many
-        # failed in a row (the back-off grows with it).
-        self.retry: threading.Timer | None = None
-        self.failures = 0
+        # Background jobs and request_index's; their state is read and changed under
+        # self.lock.
+        self.jobs = IndexJobs(name, built=self._built, due=self._retry_due)
         # Notified after an indexing job lands in last_db: sync_index waits on it.
         self.index_landed = threading.Condition(threading.Lock())
         self.queues: list[TxReportQueue] = []
@@ -287,9 +287,7 @@ class _LocalTransactor:
     def close(self, reason):
         self.closed = reason
         self.executor.shutdown(wait=False)
-        retry = self.retry
-        if retry is not None:
-            retry.cancel()
+        self.jobs.cancel()
         # Transactions held back by the job give up now rather than when it ends. Never
         # block for the lock: close runs under the registry lock, maybe on a thread that
         # holds this writer (a transaction function deleting its own database).
@@ -307,7 +305,7 @@ class _LocalTransactor:
                 f"transaction not started within {timeout} s: the writer of {self.name!r} is busy; "
                 "it was not committed and may be retried", data={"outcome": "not-committed"})
         try:
-            if self.indexing or self.retry is not None:
+            if self.jobs.busy:
                 self._hold_back(deadline, timeout)
             if self.closed:
                 raise DatabaseNotFoundError(f"cannot transact: {self.closed}")
@@ -331,7 +329,7 @@ class _LocalTransactor:
     def _hold_back(self, deadline, timeout):
         """Back-pressure (lock held): past ``memory_index_max`` wait for the running job
         (or the one a failed job's retry starts)."""
-        while (self.indexing or self.retry is not None) and not self.closed and \
+        while self.jobs.busy and not self.closed and \
                 self.writer.db.memindex.nbytes > self.memory_index_max:
             left = None if deadline is None else deadline - time.monotonic()
             if (left is not None and left <= 0) or not self.job_done.wait(left):
@@ -345,19 +343,11 @@ class _LocalTransactor:
         # Lock held. One job at a time, once the novelty passes the threshold. The snapshot
         # is immutable: the job reads it while transactions go on.
         mi = self.writer.db.memindex
-        if self.indexing or self.retry is not None or not mi.datom_count or \
-                mi.nbytes <= self.memory_index_threshold:
-            return
-        self.indexing = True
-        threading.Thread(target=self._index_job, args=(self.writer.db,), daemon=True,
-                         name=f"fd-index-{self.name}").start()
+        if not self.jobs.busy and mi.datom_count and mi.nbytes > self.memory_index_threshold:
+            self.jobs.start(self.writer.db)
 
-    def _index_job(self, snapshot):
-        try:
-            built = build_index(snapshot)
-        except BaseException as e:       # the novelty stays in memory until a retry lands
-            log.exception("indexing job of %r failed", self.name)
-            built = e
+    def _built(self, built, secs):
+        # On the job's thread: adopt under the writer's lock.
         with self.lock:
             try:
                 landed = self._land(None if isinstance(built, BaseException) else built)
@@ -369,25 +359,14 @@ class _LocalTransactor:
             if landed:
                 # Transactions went on meanwhile: their novelty may be past the threshold
                 # already.
-                self.failures = 0
                 self._maybe_index()
             elif not self.closed:
-                self._retry_later(built)
-
-    def _retry_later(self, err):
-        # Lock held. The next job starts from a timer: it runs even if no transaction
-        # comes, and a failure that persists costs one job per back-off, not per commit.
-        self.failures += 1
-        delay = index_retry_delay(self.failures)
-        log.error("indexing job of %r failed (%d in a row: %r); next attempt in %.1f s",
-                  self.name, self.failures, err, delay)
-        self.retry = threading.Timer(delay, self._retry_due)
-        self.retry.daemon = True
-        self.retry.start()
+                self.jobs.failed(built)   # held-back transactions wait for the retry
 
     def _retry_due(self):
+        # On the retry timer's thread.
         with self.lock:
-            self.retry = None
+            self.jobs.retry_now()
             if not self.closed:
                 self._maybe_index()
             self.job_done.notify_all()   # held back with no job started: they go on
@@ -402,10 +381,11 @@ class _LocalTransactor:
                 raise DatabaseNotFoundError(f"cannot index: {self.closed}")
             # No transaction is between prepare and commit: the lock is ours.
             self.last_db = self.writer.adopt_index(built)
+            self.jobs.landed()
             self._notify_indexed()
             return True
         finally:
-            self.indexing = False
+            self.jobs.building = False
             self.job_done.notify_all()
 
     def request_index(self) -> bool:
@@ -413,13 +393,13 @@ class _LocalTransactor:
         False if there was no novelty to index. Transactions go on meanwhile; a job
         already running is waited for first (ours then covers what it did not)."""
         with self.lock:
-            while self.indexing and not self.closed:
+            while self.jobs.building and not self.closed:
                 self.job_done.wait()
             if self.closed:
                 raise DatabaseNotFoundError(f"cannot index: {self.closed}")
             if not self.writer.db.memindex.datom_count:
                 return False
-            self.indexing = True
+            self.jobs.building = True
             snapshot = self.writer.db
         built = None
         try:

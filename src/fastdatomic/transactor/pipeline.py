@@ -34,6 +34,7 @@ from operator import itemgetter
 
 from fastdatomic.db import catalog
 from fastdatomic.db import tx as txmod
+from fastdatomic.db.indexjobs import IndexJobs
 from fastdatomic.transactor.txids import TxIds
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import (
@@ -55,8 +56,8 @@ INLINE_MAX_SECONDS = 0.005
 class TxRequest:
     """One queued request (``op``): ``tx`` a transaction, ``create``/``delete`` a catalog
     change, ``index`` a request_index; and the writer's own ``adopt`` (an indexing job's
-    result, in ``tx_data``) and ``retry-index`` (the timer, in ``tx_data``, of the next
-    job after a failed one)."""
+    result) and ``retry-index`` (the next job after a failed one is due); these carry
+    their database's state in ``tx_data``."""
 
     __slots__ = ("op", "db", "tx_data", "tx_id", "reply", "nbytes", "received", "db_id",
                  "fresh_id")
@@ -82,17 +83,12 @@ class Outcome:
 
 
 class _DbState:
-    __slots__ = ("name", "writer", "indexing", "deferred", "tx_ids", "index_wanted", "retry",
-                 "failures")
+    __slots__ = ("name", "writer", "jobs", "deferred", "tx_ids", "index_wanted")
 
     def __init__(self, name, writer, tx_ids: TxIds | None = None):
         self.name = name
         self.writer = writer
-        self.indexing = False
-        # After a failed job: the timer that queues the next attempt, and how many failed
-        # in a row (the back-off grows with it).
-        self.retry: threading.Timer | None = None
-        self.failures = 0
+        self.jobs: IndexJobs | None = None     # set by Pipeline._open
         # request_index came while a job ran from an older value: run another after it
         self.index_wanted = False
         self.deferred = collections.deque()    # held back under back-pressure
@@ -154,8 +150,14 @@ class Pipeline:
     def _open(self, name, warm=None, warm_ids=None):
         writer = catalog.DatabaseWriter(self.storage, name, segs=self.segs, fence=self.fence,
                                         warm=warm)
-        self.dbs[name] = _DbState(name, writer, warm_ids)
-        return self.dbs[name]
+        st = self.dbs[name] = _DbState(name, writer, warm_ids)
+        # The job's result and its retry reach the writer thread through the queue, with
+        # this state: a job of a database deleted and re-created meanwhile is dropped.
+        st.jobs = IndexJobs(name, built=lambda result, secs: self._queue_front(
+                                TxRequest("adopt", name, tx_data=(st, result, secs))),
+                            due=lambda: self._queue_front(
+                                TxRequest("retry-index", name, tx_data=st)))
+        return st
 
     def start(self):
         self.thread = threading.Thread(target=self._run, name="fd-writer", daemon=True)
@@ -167,8 +169,7 @@ class Pipeline:
             self.stopping = True
             self.cond.notify_all()
         for st in list(self.dbs.values()):
-            if st.retry is not None:
-                st.retry.cancel()
+            st.jobs.cancel()
         if self.thread is not None:
             self.thread.join(timeout)
 
@@ -407,43 +408,32 @@ class Pipeline:
             return
         st.index_wanted = True
         self._maybe_index(st)
-        result = {"requested": st.indexing or st.retry is not None,
-                  "basis_t": st.writer.db.basis_t}
+        result = {"requested": st.jobs.busy, "basis_t": st.writer.db.basis_t}
         self.publish(st.name, [], [Outcome(req, result)], None)
 
     def _maybe_index(self, st):
         db = st.writer.db
-        if st.indexing or st.retry is not None or db is None:
+        if st.jobs.busy or db is None:
             return
         wanted, st.index_wanted = st.index_wanted, False
-        if not (db.memindex.nbytes > self.threshold or (wanted and db.memindex.datom_count)):
-            return
-        st.indexing = True
-        threading.Thread(target=self._index_job, args=(st, db), name=f"fd-index-{st.name}",
-                         daemon=True).start()
+        if db.memindex.nbytes > self.threshold or (wanted and db.memindex.datom_count):
+            st.jobs.start(db)
 
-    def _index_job(self, st, snapshot):
-        t0 = time.perf_counter()
-        try:
-            built = catalog.build_index(snapshot)
-        except BaseException as e:
-            log.exception("indexing job of %r failed", st.name)
-            built = e
-        req = TxRequest("adopt", st.name, tx_data=(built, time.perf_counter() - t0))
+    def _queue_front(self, req):
+        # From a job's or a timer's thread: the writer adopts before more novelty piles up.
         with self.cond:
-            self.queue.appendleft(req)      # adopt before more novelty piles up
-            self.cond.notify()
+            if not self.stopping:
+                self.queue.appendleft(req)
+                self.cond.notify()
 
     def _adopt(self, req):
-        st = self.dbs.get(req.db)
-        if st is None:
-            return
-        built, secs = req.tx_data
-        st.indexing = False
+        st, built, secs = req.tx_data
+        if self.dbs.get(req.db) is not st:
+            return                  # deleted (and maybe re-created) meanwhile
         if isinstance(built, BaseException):
             self._index_failed(st, built)
             return
-        st.failures = 0
+        st.jobs.landed()
         try:
             st.writer.adopt_index(built)
         except FencedError as e:
@@ -467,31 +457,14 @@ class Pipeline:
             self._maybe_index(st)
 
     def _index_failed(self, st, err):
-        # The novelty stays in memory and transactions held back by back-pressure stay
-        # held. The next job starts from a timer, so it runs even if no transaction
-        # comes, and a failure that persists costs one job per back-off, not per commit.
-        st.failures += 1
-        delay = catalog.index_retry_delay(st.failures)
+        # Transactions held back by back-pressure stay held until the retry lands.
         if self.metrics:
             self.metrics.alarm("indexing-failed")
-        log.error("indexing job of %r failed (%d in a row: %r); next attempt in %.1f s",
-                  st.name, st.failures, err, delay)
+        st.jobs.failed(err)
         st.index_wanted = True      # the retry runs whatever the threshold says then
-        req = TxRequest("retry-index", st.name)
-        req.tx_data = st.retry = threading.Timer(delay, self._retry_due, (req,))
-        st.retry.daemon = True
-        st.retry.start()
-
-    def _retry_due(self, req):
-        # On the timer's thread: the writer runs the retry, in queue order.
-        with self.cond:
-            if not self.stopping:
-                self.queue.append(req)
-                self.cond.notify()
 
     def _retry_index(self, req):
-        st = self.dbs.get(req.db)
-        if st is None or st.retry is not req.tx_data:
-            return                  # deleted (and maybe re-created) meanwhile
-        st.retry = None
-        self._maybe_index(st)
+        st = req.tx_data
+        if self.dbs.get(req.db) is st:
+            st.jobs.retry_now()
+            self._maybe_index(st)
