@@ -312,3 +312,13 @@ def test_a_job_of_a_deleted_database_never_lands_in_its_namesake(gated_index_job
     assert "deleted with its db" not in docs
     assert fd.q("[:find [?d ...] :where [_ :db/doc ?d]]",
                 catalog.load_database(new.segs.storage, "db")) == docs
+    # The abandoned job's segments, and the deleted database's, are gc-storage's.
+    from datetime import datetime, timedelta, timezone
+    from fastdatomic.db import gc
+    from fastdatomic.db.segments import SegmentStore
+    st = new.segs.storage
+    gc.gc_storage(st, datetime.now(timezone.utc) + timedelta(seconds=1))
+    live = set()
+    gc._reach(SegmentStore(st), [r for r in catalog.read_root(st, "db")[0]["roots"] if r],
+              set(), live, missing_ok=False)
+    assert st.describe()["blobs"] == len(live)

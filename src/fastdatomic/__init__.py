@@ -17,7 +17,7 @@ True
 from fastdatomic.types import Keyword, Symbol, URI, kw, sym
 from fastdatomic.ids import t_to_tx, tx_to_t, PART_DB, PART_TX, PART_USER
 from fastdatomic.errors import FastDatomicError
-from fastdatomic.api import create_database, delete_database, list_databases, connect
+from fastdatomic.api import create_database, delete_database, list_databases, connect, gc_storage
 from fastdatomic.db.tx import cancel, register_tx_fn, TX_TEMPID
 from fastdatomic._core.datom import Datom
 from fastdatomic.query.engine import q, query, register_query_fn
@@ -27,5 +27,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Keyword", "Symbol", "URI", "kw", "sym", "t_to_tx", "tx_to_t", "PART_DB", "PART_TX",
     "PART_USER", "FastDatomicError", "create_database", "delete_database", "list_databases",
-    "connect", "cancel", "register_tx_fn", "TX_TEMPID", "Datom", "q", "query", "register_query_fn",
+    "connect", "gc_storage", "cancel", "register_tx_fn", "TX_TEMPID", "Datom", "q", "query", "register_query_fn",
 ]

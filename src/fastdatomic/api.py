@@ -20,7 +20,8 @@ from fastdatomic.db import catalog
 from fastdatomic.errors import FastDatomicError, StorageConfigError
 from fastdatomic.storage import open_storage
 
-__all__ = ["create_database", "delete_database", "list_databases", "connect", "parse_uri"]
+__all__ = ["create_database", "delete_database", "list_databases", "connect", "parse_uri",
+           "gc_storage"]
 
 _MEM_STORAGE = "fastdatomic-mem-system"
 _lock = threading.Lock()
@@ -133,6 +134,24 @@ def list_databases(uri: str = "fastdatomic:mem://*") -> list[str]:
     if proto == "dev":   # read from storage: works with or without an active transactor
         return catalog.list_databases(_peer(data_dir, options).storage)
     return catalog.list_databases(_storage(proto))
+
+
+def gc_storage(uri: str, older_than) -> dict:
+    """Delete the index segments that indexing jobs and deleted databases left behind
+    before ``older_than`` (an aware ``datetime``) and that no database reaches any more
+    (Datomic's ``gc-storage``), in the storage ``uri`` names (any database of it, or
+    ``*``). Returns counts; see ``fastdatomic.db.gc``. A peer still holding a database
+    value from before ``older_than`` may then fail to read it: choose a cutoff older
+    than any value your peers keep. Runs alongside a transactor.
+
+    >>> from datetime import datetime, timezone
+    >>> gc_storage("fastdatomic:mem://*", datetime.now(timezone.utc))["segments_deleted"] >= 0
+    True
+    """
+    from fastdatomic.db import gc
+    proto, data_dir, _, options = _parse(uri)
+    st = _peer(data_dir, options).storage if proto == "dev" else _storage(proto)
+    return gc.gc_storage(st, older_than)
 
 
 def connect(uri: str):

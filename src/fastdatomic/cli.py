@@ -6,9 +6,13 @@
     fastdatomic list   fastdatomic:dev://data/*
     fastdatomic delete fastdatomic:dev://data/people
     fastdatomic status data            # the lease, the active transactor, every database
+    fastdatomic gc-storage fastdatomic:dev://data/* --older-than 30d
 
 ``create``/``delete`` go through the active transactor (they are fenced writes);
 ``list`` and ``status`` read storage, so they work while no transactor is active.
+``gc-storage`` deletes the index segments retired more than ``--older-than`` ago (s, m,
+h or d) that no database reaches (``fastdatomic.gc_storage``); it works on storage
+directly, with or without a transactor.
 Exit status: 0 done, 1 failed (the message says why), 2 usage.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 import orjson
 
@@ -48,6 +53,18 @@ def status(data_dir: str) -> dict:
             "read_at": time.time()}
 
 
+def _duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m`` or ``60s`` as a ``timedelta`` (argparse type).
+
+    >>> _duration("90m"), _duration("2d")
+    (datetime.timedelta(seconds=5400), datetime.timedelta(days=2))
+    """
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}.get(text[-1:])
+    if unit is None or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h, 90m or 60s")
+    return timedelta(**{unit: int(text[:-1])})
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastdatomic`` command."""
     import fastdatomic as fd
@@ -60,6 +77,10 @@ def main(argv=None) -> int:
         p.add_argument("uri")
     p = sub.add_parser("status", help="lease, active transactor and databases of a data-dir")
     p.add_argument("data_dir")
+    p = sub.add_parser("gc-storage", help="delete index segments retired before a cutoff")
+    p.add_argument("uri")
+    p.add_argument("--older-than", required=True, type=_duration,
+                   help="how long ago a tree must have been retired, e.g. 30d, 12h, 90m, 60s")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "create":
@@ -69,6 +90,9 @@ def main(argv=None) -> int:
         elif args.cmd == "list":
             for name in fd.list_databases(args.uri):
                 print(name)
+        elif args.cmd == "gc-storage":
+            cutoff = datetime.now(timezone.utc) - args.older_than
+            print(orjson.dumps(fd.gc_storage(args.uri, cutoff)).decode())
         else:
             print(orjson.dumps(status(args.data_dir), option=orjson.OPT_INDENT_2).decode())
     except FastDatomicError as e:

@@ -27,8 +27,8 @@ from fastdatomic.db.catalog import DatabaseWriter, build_index
 from fastdatomic.db.indexjobs import IndexJobs
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
-from fastdatomic.errors import (InvalidTxDataError, InvalidValueError, DatabaseNotFoundError,
-                                SyncTimeoutError, TransactTimeoutError)
+from fastdatomic.errors import (FastDatomicError, InvalidTxDataError, InvalidValueError,
+                                DatabaseNotFoundError, SyncTimeoutError, TransactTimeoutError)
 from fastdatomic.ids import tx_to_t
 
 __all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
@@ -351,8 +351,13 @@ class _LocalTransactor:
         with self.lock:
             try:
                 landed = self._land(None if isinstance(built, BaseException) else built)
-            except DatabaseNotFoundError:
-                return                           # deleted meanwhile
+            except DatabaseNotFoundError:        # deleted meanwhile: never adopted
+                try:
+                    self.writer.abandon_index(built)
+                except FastDatomicError:
+                    log.warning("indexing job of deleted database %r: its segments stay in "
+                                "storage", self.name)
+                return
             except Exception as e:
                 log.exception("indexing job of %r could not be adopted", self.name)
                 built, landed = e, False

@@ -21,6 +21,7 @@ import orjson
 
 from fastdatomic._core.logrec import encode_log, decode_log
 from fastdatomic.db.database import Database, load_schema
+from fastdatomic.db.gc import retirement_record
 from fastdatomic.db.memindex import MemoryIndex, INDEXES
 from fastdatomic.db.schema import BOOTSTRAP, Schema, DB_TXINSTANT, FIRST_FREE_N
 from fastdatomic.db.segments import SegmentStore
@@ -133,7 +134,11 @@ def delete_database(storage, name: str, checks=()) -> bool:
     if raw is None:
         return False
     root, raw = read_root(storage, name)
-    if not storage.commit(records=[(ROOT_PREFIX + name, raw, None)], checks=list(checks)):
+    records = [(ROOT_PREFIX + name, raw, None)]
+    retired = retirement_record(root["db_id"], name, root["roots"])
+    if retired is not None:
+        records.append(retired)
+    if not storage.commit(records=records, checks=list(checks)):
         if checks:
             raise FencedError(f"deleting database {name!r} was refused by storage: this writer's "
                               "lease epoch is stale or the root changed")
@@ -336,12 +341,26 @@ class DatabaseWriter:
         new = db._view(roots=roots, index_basis_t=basis_t,
                        memindex=db.memindex.after(t_to_tx(basis_t)))
         new_raw = self._root_for(new)
-        if not self.storage.commit(records=[(ROOT_PREFIX + self.name, self._root_raw, new_raw)],
-                                   checks=self._checks()):
+        records = [(ROOT_PREFIX + self.name, self._root_raw, new_raw)]
+        # The trees this replaces stay readable for peers holding older values, until
+        # gc-storage collects them (db/gc.py); unchanged trees keep their root.
+        retired = retirement_record(db.db_id, self.name,
+                                    [old for old, r in zip(db.roots, roots) if old != r])
+        if retired is not None:
+            records.append(retired)
+        if not self.storage.commit(records=records, checks=self._checks()):
             self._fail("indexing job")
         self._root_raw = new_raw
         self.db = new
         return new
+
+    def abandon_index(self, built):
+        """An index built by ``build_index`` that will never be adopted (the database was
+        deleted meanwhile): its new segments go to gc-storage like any retired tree's."""
+        retired = retirement_record(self.db.db_id, self.name,
+                                    [r for r, old in zip(built[0], self.db.roots) if r != old])
+        if retired is not None:
+            self.storage.commit(records=[retired])
 
 
 def build_index(db: Database) -> tuple[tuple, int]:

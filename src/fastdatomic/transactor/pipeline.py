@@ -389,6 +389,7 @@ class Pipeline:
                 deleted = catalog.delete_database(self.storage, name, checks=self.fence())
                 st = self.dbs.pop(name, None)
                 if st is not None:
+                    st.jobs.cancel()
                     err = DatabaseNotFoundError(f"database {name!r} was deleted")
                     self.publish(name, [], [Outcome(r, error=err) for r in st.deferred], None)
                 result = {"deleted": deleted}
@@ -429,7 +430,10 @@ class Pipeline:
     def _adopt(self, req):
         st, built, secs = req.tx_data
         if self.dbs.get(req.db) is not st:
-            return                  # deleted (and maybe re-created) meanwhile
+            # Deleted (and maybe re-created) meanwhile: never adopted, collected by gc-storage.
+            if not isinstance(built, BaseException):
+                self._abandon(st, built)
+            return
         if isinstance(built, BaseException):
             self._index_failed(st, built)
             return
@@ -455,6 +459,13 @@ class Pipeline:
                 self._commit(st, reqs)
         else:
             self._maybe_index(st)
+
+    def _abandon(self, st, built):
+        try:
+            st.writer.abandon_index(built)
+        except FastDatomicError as e:     # only gc-storage loses: the segments stay
+            log.warning("indexing job of deleted database %r: its segments stay in storage "
+                        "(%s)", st.name, e)
 
     def _index_failed(self, st, err):
         # Transactions held back by back-pressure stay held until the retry lands.

@@ -1,0 +1,205 @@
+"""gc-storage: index segments that indexing jobs and deleted databases left behind are
+deleted once retired before the cutoff, and never one a current tree, or a tree retired
+after the cutoff, still reaches.
+
+In-process storage, LMDB storage, and a real transactor with the ``fastdatomic
+gc-storage`` command run while it serves."""
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import fastdatomic as fd
+from fastdatomic.db import catalog, gc
+from fastdatomic.db import tx as txmod
+from fastdatomic.db.segments import SegmentStore
+from fastdatomic.errors import InvalidValueError, StorageCorruptError
+from fastdatomic.storage import open_storage
+from transactor_helper import start_transactor
+
+SCHEMA = """[{:db/ident :item/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one
+              :db/index true}
+             {:db/ident :item/s :db/valueType :db.type/string :db/cardinality :db.cardinality/one}]"""
+
+
+def _later():
+    return datetime.now(timezone.utc) + timedelta(seconds=1)
+
+
+def _live(st) -> set:
+    """Every segment a current root reaches."""
+    segs, live = SegmentStore(st), set()
+    for name in catalog.list_databases(st):
+        root, _ = catalog.read_root(st, name)
+        gc._reach(segs, [r for r in root["roots"] if r], set(), live, missing_ok=False)
+    return live
+
+
+def _everything(st, name):
+    """All datoms of the four indexes, read from storage with a cold cache."""
+    db = catalog.load_database(st, name, SegmentStore(st))
+    return {ix: [tuple(d) for d in db.datoms(ix)] for ix in ("eavt", "aevt", "avet", "vaet")}
+
+
+@pytest.fixture(autouse=True)
+def small_segments(monkeypatch):
+    """Leaves of 64 datoms and directories of 8 children: trees of a few hundred datoms
+    have several levels, and a new generation shares most of its segments with the one
+    it replaces (what gc must never delete)."""
+    from fastdatomic.db import tree
+    monkeypatch.setattr(tree, "LEAF_MAX", 64)
+    monkeypatch.setattr(tree, "DIR_MAX", 8)
+
+
+def _writer_with_generations(st, name, generations=4):
+    """A database whose first generation holds 600 entities and each later one 20 more."""
+    from fastdatomic import edn
+    catalog.create_database(st, name)
+    w = catalog.DatabaseWriter(st, name)
+    w.commit_prepared([txmod.prepare(w.db, edn.loads(SCHEMA))])
+    n = 0
+    for g in range(generations):
+        for _ in range(12 if g == 0 else 1):
+            w.commit_prepared([txmod.prepare(w.db, [{":item/n": n + i, ":item/s": f"s{n + i}"}
+                                                    for i in range(50 if g == 0 else 20)])])
+            n += 50 if g == 0 else 20
+        w.index()                # a new generation; the trees it replaces are retired
+    return w
+
+
+def test_generations_share_segments():
+    st = open_storage("mem", name=f"gc-share-{uuid.uuid4().hex}")
+    w = _writer_with_generations(st, "db", generations=1)
+    first = _live(st)
+    w.commit_prepared([_tx(w.db, 10_000)])
+    w.index()
+    assert len(first & _live(st)) > len(first) // 2      # the premise of the tests below
+
+
+@pytest.fixture(params=["mem", "dev"])
+def storage(request, tmp_path):
+    if request.param == "mem":
+        return open_storage("mem", name=f"gc-{uuid.uuid4().hex}")
+    return open_storage("dev", path=str(tmp_path / "data"))
+
+
+def test_collects_retired_trees_and_keeps_every_current_datom(storage):
+    w = _writer_with_generations(storage, "db")
+    before = _everything(storage, "db")
+    blobs = storage.describe()["blobs"]
+    assert blobs > len(_live(storage))                   # earlier generations linger
+    out = gc.gc_storage(storage, _later())
+    assert out["segments_deleted"] == blobs - len(_live(storage)) > 0
+    assert storage.describe()["blobs"] == len(_live(storage))     # nothing else is left
+    assert storage.list_records(gc.GC_PREFIX) == []               # its records went too
+    assert _everything(storage, "db") == before
+    assert gc.gc_storage(storage, _later())["segments_deleted"] == 0  # nothing twice
+    w.index()                                            # and the writer goes on
+    assert _everything(storage, "db") == before
+
+
+def test_keeps_trees_retired_after_the_cutoff(storage):
+    w = _writer_with_generations(storage, "db", generations=2)
+    held = w.db                                          # a peer's value of this moment
+    held_datoms = {ix: [tuple(d) for d in held.datoms(ix)] for ix in ("eavt", "avet")}
+    cutoff = datetime.now(timezone.utc)
+    # Changing an entity in the middle rewrites leaves that `held` shares with the generation
+    # before it, which is retired before the cutoff: they must stay for `held`.
+    middle = next(iter(w.db.datoms("avet", ":item/n", 300))).e
+    w.commit_prepared([txmod.prepare(w.db, [[":db/add", middle, ":item/s", "changed"]])])
+    w.index()                                            # retires `held`'s trees after the cutoff
+    gc.gc_storage(storage, cutoff)
+    cold = held._view(segs=SegmentStore(storage))        # no cached segment helps
+    assert {ix: [tuple(d) for d in cold.datoms(ix)] for ix in ("eavt", "avet")} == held_datoms
+    # Past its retirement, the value's trees go: reading it then fails, as documented.
+    gc.gc_storage(storage, _later())
+    with pytest.raises(StorageCorruptError):
+        list(held._view(segs=SegmentStore(storage)).datoms("eavt"))
+
+
+def _tx(db, n):
+    return txmod.prepare(db, [{":item/n": n, ":item/s": "late"}])
+
+
+def test_a_deleted_database_leaves_nothing_behind(storage):
+    _writer_with_generations(storage, "keep", generations=2)
+    keep = _everything(storage, "keep")
+    _writer_with_generations(storage, "gone", generations=2)
+    catalog.delete_database(storage, "gone")
+    gc.gc_storage(storage, _later())
+    assert storage.describe()["blobs"] == len(_live(storage))
+    assert _everything(storage, "keep") == keep
+
+
+def test_a_run_that_stopped_half_way_is_finished_by_the_next(storage, monkeypatch):
+    _writer_with_generations(storage, "db", generations=3)
+    before = _everything(storage, "db")
+    real = storage.commit
+
+    def crash(**kw):
+        raise OSError("killed after the segments were deleted (injected)")
+    monkeypatch.setattr(storage, "commit", crash)
+    with pytest.raises(OSError):
+        gc.gc_storage(storage, _later())
+    monkeypatch.setattr(storage, "commit", real)
+    assert storage.list_records(gc.GC_PREFIX)            # the records are still there
+    gc.gc_storage(storage, _later())                     # their segments are gone already
+    assert storage.list_records(gc.GC_PREFIX) == []
+    assert _everything(storage, "db") == before
+
+
+def test_cutoff_must_be_an_aware_datetime(storage):
+    with pytest.raises(InvalidValueError, match="timezone-aware"):
+        gc.gc_storage(storage, datetime.now())
+    with pytest.raises(InvalidValueError):
+        gc.gc_storage(storage, "yesterday")
+
+
+def test_in_process_gc_through_the_api():
+    uri = f"fastdatomic:mem://gc-api-{uuid.uuid4().hex}"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    for g in range(3):
+        conn.transact([{":item/n": g * 100 + i} for i in range(100)])
+        conn.request_index()
+    count = "[:find (count ?e) . :where [?e :item/n]]"
+    assert fd.gc_storage(uri, _later())["segments_deleted"] > 0
+    assert fd.q(count, conn.db()) == 300
+    conn.transact([{":item/n": 1000}])
+    conn.request_index()
+    assert fd.q(count, conn.db()) == 301
+
+
+@pytest.mark.usefixtures("peers_and_transactors_stopped")
+def test_gc_storage_command_while_a_transactor_serves(tmp_path):
+    start_transactor(tmp_path)
+    data = str(tmp_path / "data")
+    uri = f"fastdatomic:dev://{data}/db"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    for g in range(3):
+        conn.transact([{":item/n": g * 100 + i, ":item/s": "x"} for i in range(100)])
+        conn.request_index()
+    count = "[:find (count ?e) . :where [?e :item/n]]"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [os.path.join(os.path.dirname(__file__), "..", "src"), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "fastdatomic.cli", "gc-storage", f"fastdatomic:dev://{data}/*",
+                          "--older-than", "0s"], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stderr
+    assert '"segments_deleted":' in run.stdout and '"segments_deleted":0' not in run.stdout
+    # The peer reads on, the transactor commits and indexes on.
+    conn.transact([{":item/n": 1000, ":item/s": "after gc"}])
+    conn.request_index()
+    assert fd.q(count, conn.db()) == 301
+    fresh = catalog.load_database(open_storage("dev", path=data), "db")
+    assert fd.q(count, fresh) == 301
+    bad = subprocess.run([sys.executable, "-m", "fastdatomic.cli", "gc-storage", uri,
+                          "--older-than", "soon"], capture_output=True, text=True, timeout=60,
+                         env=env)
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
