@@ -8,6 +8,7 @@ gc-storage`` command run while it serves."""
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +20,7 @@ from fastdatomic.db import tx as txmod
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import InvalidValueError, StorageCorruptError
 from fastdatomic.storage import open_storage
-from transactor_helper import start_transactor
+from transactor_helper import start_transactor, wait_until
 
 SCHEMA = """[{:db/ident :item/n :db/valueType :db.type/long :db/cardinality :db.cardinality/one
               :db/index true}
@@ -32,11 +33,7 @@ def _later():
 
 def _live(st) -> set:
     """Every segment a current root reaches."""
-    segs, live = SegmentStore(st), set()
-    for name in catalog.list_databases(st):
-        root, _ = catalog.read_root(st, name)
-        gc._reach(segs, [r for r in root["roots"] if r], set(), live, missing_ok=False)
-    return live
+    return gc.live_segments(st)
 
 
 def _everything(st, name):
@@ -152,11 +149,89 @@ def test_a_run_that_stopped_half_way_is_finished_by_the_next(storage, monkeypatc
     assert _everything(storage, "db") == before
 
 
+def test_a_run_that_stopped_while_deleting_is_finished_by_the_next(storage, monkeypatch):
+    # Segments go leaves first, directories after, in chunks: whatever prefix of them a
+    # crash leaves deleted, the next run still reaches the rest from the same records.
+    _writer_with_generations(storage, "db", generations=4)
+    before = _everything(storage, "db")
+    monkeypatch.setattr(gc, "DELETE_CHUNK", 3)
+    real, calls = storage.delete_blobs, []
+
+    def crash_on_the_fourth(keys):
+        calls.append(keys)
+        if len(calls) == 4:
+            raise OSError("killed while deleting (injected)")
+        real(keys)
+    monkeypatch.setattr(storage, "delete_blobs", crash_on_the_fourth)
+    with pytest.raises(OSError):
+        gc.gc_storage(storage, _later())
+    monkeypatch.setattr(storage, "delete_blobs", real)
+    gc.gc_storage(storage, _later())
+    assert storage.describe()["blobs"] == len(_live(storage))
+    assert _everything(storage, "db") == before
+
+
+def test_a_tree_retired_while_gc_runs_stays_readable(storage, monkeypatch):
+    # An indexing job lands between gc's reading of the current roots and of the
+    # retirement records: the value current a moment before must keep all its segments,
+    # also those it shares with generations retired long ago.
+    w = _writer_with_generations(storage, "db", generations=3)
+    held = w.db
+    held_datoms = {ix: [tuple(d) for d in held.datoms(ix)] for ix in ("eavt", "aevt", "avet")}
+    real, calls = storage.list_records, []
+
+    def list_records(prefix):
+        calls.append(prefix)
+        if len(calls) == 2:                 # between the two reads, whichever comes first
+            middle = next(iter(w.db.datoms("avet", ":item/n", 300))).e
+            w.commit_prepared([txmod.prepare(w.db, [[":db/add", middle, ":item/s", "now"]])])
+            w.index()
+        return real(prefix)
+    monkeypatch.setattr(storage, "list_records", list_records)
+    gc.gc_storage(storage, _later())        # the tree retired meanwhile is due as well
+    assert len(calls) >= 2
+    cold = held._view(segs=SegmentStore(storage))
+    assert {ix: [tuple(d) for d in cold.datoms(ix)] for ix in held_datoms} == held_datoms
+    # And the current value reads too: one :item/s replaced, one :db/txInstant more.
+    assert len(_everything(storage, "db")["eavt"]) == len(held_datoms["eavt"]) + 2
+
+
 def test_cutoff_must_be_an_aware_datetime(storage):
     with pytest.raises(InvalidValueError, match="timezone-aware"):
         gc.gc_storage(storage, datetime.now())
     with pytest.raises(InvalidValueError):
         gc.gc_storage(storage, "yesterday")
+
+
+def test_an_in_process_job_that_ends_after_its_database_is_deleted_is_collected(monkeypatch):
+    # delete_database removes the root before it closes the writer: a job landing in
+    # between fails its CAS. Its trees are then recorded as retired (not retried).
+    gate, real_build = threading.Event(), catalog.build_index
+
+    def gated(db):
+        assert gate.wait(30)
+        return real_build(db)
+    monkeypatch.setattr(catalog, "build_index", gated)
+    uri = f"fastdatomic:mem://gc-race-{uuid.uuid4().hex}"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    tx = conn._tx
+    tx.memory_index_threshold = 0
+    conn.transact([{":item/n": i} for i in range(100)])        # starts the gated job
+    assert tx.jobs.building
+    st = tx.writer.storage
+    before = {k for k, _ in st.list_records(gc.GC_PREFIX)}
+    catalog.delete_database(st, tx.name)     # the root goes; the writer is not closed yet
+    gate.set()
+    wait_until(lambda: not tx.jobs.building)
+    assert tx.jobs.retry is None and tx.jobs.failures == 0     # not taken for a failure
+    new = [raw for k, raw in st.list_records(gc.GC_PREFIX) if k not in before]
+    roots = [r for raw in new for r in gc._decode("new", raw)["roots"]]
+    assert roots and all(st.get(r) is not None for r in roots)
+    gc.gc_storage(st, _later())
+    assert all(st.get(r) is None for r in roots)
+    fd.delete_database(uri)
 
 
 def test_in_process_gc_through_the_api():

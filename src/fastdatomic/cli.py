@@ -62,7 +62,10 @@ def _duration(text: str) -> timedelta:
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}.get(text[-1:])
     if unit is None or not text[:-1].isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h, 90m or 60s")
-    return timedelta(**{unit: int(text[:-1])})
+    try:
+        return timedelta(**{unit: int(text[:-1])})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than any cutoff can be") from None
 
 
 def main(argv=None) -> int:
@@ -91,7 +94,9 @@ def main(argv=None) -> int:
             for name in fd.list_databases(args.uri):
                 print(name)
         elif args.cmd == "gc-storage":
-            cutoff = datetime.now(timezone.utc) - args.older_than
+            now = datetime.now(timezone.utc)
+            epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)   # nothing retired before it
+            cutoff = max(epoch, now - min(args.older_than, now - epoch))
             print(orjson.dumps(fd.gc_storage(args.uri, cutoff)).decode())
         else:
             print(orjson.dumps(status(args.data_dir), option=orjson.OPT_INDENT_2).decode())

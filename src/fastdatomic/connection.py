@@ -23,12 +23,12 @@ from concurrent.futures._base import (CANCELLED as _CANCELLED, CANCELLED_AND_NOT
 from fastdatomic._core.logrec import decode_log
 from fastdatomic._core.codec import INDEX_EAVT, decode_key
 from fastdatomic.db import tx as txmod
-from fastdatomic.db.catalog import DatabaseWriter, build_index
+from fastdatomic.db.catalog import DatabaseWriter, abandon_index, build_index
 from fastdatomic.db.indexjobs import IndexJobs
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
-from fastdatomic.errors import (FastDatomicError, InvalidTxDataError, InvalidValueError,
-                                DatabaseNotFoundError, SyncTimeoutError, TransactTimeoutError)
+from fastdatomic.errors import (InvalidTxDataError, InvalidValueError, DatabaseNotFoundError,
+                                FencedError, SyncTimeoutError, TransactTimeoutError)
 from fastdatomic.ids import tx_to_t
 
 __all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
@@ -333,11 +333,12 @@ class _LocalTransactor:
                 self.writer.db.memindex.nbytes > self.memory_index_max:
             left = None if deadline is None else deadline - time.monotonic()
             if (left is not None and left <= 0) or not self.job_done.wait(left):
+                job = ("its indexing job is still running" if self.jobs.building else
+                       "its last indexing job failed and the next attempt is pending")
                 raise TransactTimeoutError(
                     f"transaction not started within {timeout} s: the memory index of "
-                    f"{self.name!r} is past memory_index_max and its indexing job is still "
-                    "running; it was not committed and may be retried",
-                    data={"outcome": "not-committed"})
+                    f"{self.name!r} is past memory_index_max and {job}; it was not "
+                    "committed and may be retried", data={"outcome": "not-committed"})
 
     def _maybe_index(self):
         # Lock held. One job at a time, once the novelty passes the threshold. The snapshot
@@ -346,18 +347,13 @@ class _LocalTransactor:
         if not self.jobs.busy and mi.datom_count and mi.nbytes > self.memory_index_threshold:
             self.jobs.start(self.writer.db)
 
-    def _built(self, built, secs):
+    def _built(self, snapshot, built, secs):
         # On the job's thread: adopt under the writer's lock.
         with self.lock:
             try:
-                landed = self._land(None if isinstance(built, BaseException) else built)
-            except DatabaseNotFoundError:        # deleted meanwhile: never adopted
-                try:
-                    self.writer.abandon_index(built)
-                except FastDatomicError:
-                    log.warning("indexing job of deleted database %r: its segments stay in "
-                                "storage", self.name)
-                return
+                landed = self._land(snapshot, None if isinstance(built, BaseException) else built)
+            except DatabaseNotFoundError:
+                return                           # deleted meanwhile
             except Exception as e:
                 log.exception("indexing job of %r could not be adopted", self.name)
                 built, landed = e, False
@@ -376,21 +372,31 @@ class _LocalTransactor:
                 self._maybe_index()
             self.job_done.notify_all()   # held back with no job started: they go on
 
-    def _land(self, built) -> bool:
-        """End the running job (lock held): adopt ``built`` (None: the build failed) and
-        wake whoever waits for the job. True if the new trees are now the database's."""
+    def _land(self, snapshot, built) -> bool:
+        """End the running job (lock held): adopt ``built``, the trees built from
+        ``snapshot`` (None: the build failed), and wake whoever waits for the job. True if
+        the new trees are now the database's. If the database is gone (``close``d, or
+        deleted in storage a moment before), they go to gc-storage and
+        ``DatabaseNotFoundError`` says so."""
         try:
             if built is None:
                 return False
-            if self.closed:
-                raise DatabaseNotFoundError(f"cannot index: {self.closed}")
+            if self.closed or self.writer.poisoned:
+                raise FencedError(f"database {self.name!r} was deleted")
             # No transaction is between prepare and commit: the lock is ours.
             self.last_db = self.writer.adopt_index(built)
             self.jobs.landed()
             self._notify_indexed()
             return True
+        except FencedError:
+            # delete_database removes the root before it closes this writer: the CAS
+            # fails then, and the database is gone either way (one writer per database
+            # in this process, so nothing else changes its root).
+            abandon_index(self.writer.storage, snapshot, built)
+            raise DatabaseNotFoundError(f"cannot index: {self.closed or 'the database was deleted'}") \
+                from None
         finally:
-            self.jobs.building = False
+            self.jobs.end()
             self.job_done.notify_all()
 
     def request_index(self) -> bool:
@@ -404,14 +410,14 @@ class _LocalTransactor:
                 raise DatabaseNotFoundError(f"cannot index: {self.closed}")
             if not self.writer.db.memindex.datom_count:
                 return False
-            self.jobs.building = True
+            self.jobs.begin()
             snapshot = self.writer.db
         built = None
         try:
             built = build_index(snapshot)
         finally:
             with self.lock:
-                self._land(built)       # (a failed build: the job ends, its error goes on)
+                self._land(snapshot, built)   # (a failed build: the job ends, its error goes on)
         return True
 
     def _notify_indexed(self):

@@ -13,6 +13,7 @@ stale writer can commit nothing (ARCHITECTURE §4.2).
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from datetime import datetime, timezone
@@ -34,8 +35,10 @@ from fastdatomic.ids import t_to_tx
 __all__ = [
     "create_database", "delete_database", "list_databases", "load_database",
     "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log", "build_index", "decode_root",
-    "advance", "index_retry_delay",
+    "advance", "index_retry_delay", "abandon_index",
 ]
+
+log = logging.getLogger("fastdatomic.catalog")
 
 ROOT_PREFIX = "db/"
 ROOT_VERSION = 1
@@ -354,13 +357,29 @@ class DatabaseWriter:
         self.db = new
         return new
 
-    def abandon_index(self, built):
-        """An index built by ``build_index`` that will never be adopted (the database was
-        deleted meanwhile): its new segments go to gc-storage like any retired tree's."""
-        retired = retirement_record(self.db.db_id, self.name,
-                                    [r for r, old in zip(built[0], self.db.roots) if r != old])
-        if retired is not None:
-            self.storage.commit(records=[retired])
+
+def abandon_index(storage, snapshot: Database, built) -> None:
+    """An index built from ``snapshot`` that will never be adopted (its database was
+    deleted meanwhile, or its writer stopped): record its new trees as retired, so
+    gc-storage collects their segments like any replaced tree's. Best effort: a failure
+    only leaves the segments in storage, and is logged.
+
+    >>> from fastdatomic.storage import open_storage
+    >>> st = open_storage("mem", name="doc-abandon")
+    >>> _ = create_database(st, "a"); w = DatabaseWriter(st, "a")
+    >>> db = w.commit([(w.db.next_n + 1, 51, "doc", True)], w.db.next_n, w.db.next_n + 2)
+    >>> abandon_index(st, db, build_index(db)); len(st.list_records("gc/"))
+    1
+    """
+    retired = retirement_record(snapshot.db_id, snapshot.name,
+                                [r for r, old in zip(built[0], snapshot.roots) if r != old])
+    if retired is None:
+        return
+    try:
+        storage.commit(records=[retired])
+    except Exception as e:              # noqa: BLE001 (the caller is already giving up)
+        log.warning("indexing job of %r was abandoned and its segments stay in storage "
+                    "(gc-storage will not find them): %s", snapshot.name, e)
 
 
 def build_index(db: Database) -> tuple[tuple, int]:

@@ -15,7 +15,10 @@ segment missing (``StorageCorruptError``): pick a cutoff well past the life of a
 database value your peers keep (Datomic suggests a month for production systems).
 
 Safe alongside a running transactor: a new index generation is built from the current
-trees, which are never collected, and writes segments of its own.
+trees, which are never collected, and writes segments of its own. A finished job that
+is never adopted (its database deleted meanwhile, or its writer stopping) records its
+trees as retired too. What no record names, gc-storage does not find: the segments of a
+job whose process died (or was deposed) between writing them and adopting them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import orjson
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import InvalidValueError, StorageCorruptError
 
-__all__ = ["GC_PREFIX", "retirement_record", "gc_storage"]
+__all__ = ["GC_PREFIX", "retirement_record", "gc_storage", "live_segments"]
 
 log = logging.getLogger("fastdatomic.gc")
 
@@ -71,10 +74,11 @@ def _decode(key: str, raw: bytes) -> dict:
     return rec
 
 
-def _reach(segs: SegmentStore, roots, stop: set, out: set, missing_ok: bool):
-    """Add to ``out`` every segment reachable from ``roots`` without passing through
-    ``stop`` (a set closed under reachability: a directory in it has its whole subtree
-    in it). Leaves are added from their directory's entries, never read."""
+def _reach(segs: SegmentStore, roots, stop, out: dict, missing_ok: bool):
+    """Add to ``out`` (segment id -> level, 0 for a leaf) every segment reachable from
+    ``roots`` without passing through ``stop`` (closed under reachability: a directory in
+    it has its whole subtree in it). Leaves are added from their directory's entries,
+    never read."""
     stack = [r for r in roots if r not in stop]
     while stack:
         seg_id = stack.pop()
@@ -86,7 +90,7 @@ def _reach(segs: SegmentStore, roots, stop: set, out: set, missing_ok: bool):
             if missing_ok:       # collected by an earlier run that stopped half-way
                 continue
             raise
-        out.add(seg_id)
+        out[seg_id] = node.level
         for i in range(len(node)):
             child = node.child_id(i)
             if child in stop or child in out:
@@ -94,7 +98,23 @@ def _reach(segs: SegmentStore, roots, stop: set, out: set, missing_ok: bool):
             if node.level > 1:
                 stack.append(child)
             else:
-                out.add(child)
+                out[child] = 0
+
+
+def live_segments(storage, segs: SegmentStore | None = None) -> set:
+    """Every segment the current root of some database reaches.
+
+    >>> from fastdatomic.storage import open_storage
+    >>> live_segments(open_storage("mem"))
+    set()
+    """
+    from fastdatomic.db import catalog
+    segs = segs or SegmentStore(storage, 64 << 20)
+    live: dict = {}
+    for name, raw in storage.list_records(catalog.ROOT_PREFIX):
+        root = catalog.decode_root(name[len(catalog.ROOT_PREFIX):], raw)
+        _reach(segs, [r for r in root["roots"] if r], (), live, missing_ok=False)
+    return set(live)
 
 
 def gc_storage(storage, older_than: datetime) -> dict:
@@ -107,15 +127,22 @@ def gc_storage(storage, older_than: datetime) -> dict:
     >>> from fastdatomic.db import catalog
     >>> st = open_storage("mem", name="doc-gc")
     >>> _ = catalog.create_database(st, "d"); w = catalog.DatabaseWriter(st, "d")
-    >>> _ = w.index(); _ = w.index()      # two generations: the first one's root retires
-    >>> gc_storage(st, datetime.now(timezone.utc) + timedelta(seconds=1))["retired_roots"] >= 0
+    >>> _ = w.index()                     # the first generation of trees
+    >>> _ = w.commit([(w.db.next_n + 1, 51, "a doc", True)], w.db.next_n, w.db.next_n + 2)
+    >>> _ = w.index()                     # the second: the first one's roots retire
+    >>> out = gc_storage(st, datetime.now(timezone.utc) + timedelta(seconds=1))
+    >>> out["retired_roots"] > 0 and out["segments_deleted"] > 0
     True
     """
-    from fastdatomic.db import catalog
     if not isinstance(older_than, datetime) or older_than.tzinfo is None:
         raise InvalidValueError(f"gc_storage: older_than must be a timezone-aware datetime, "
                                 f"got {older_than!r}")
     cutoff = int(older_than.timestamp() * 1e9)
+    segs = SegmentStore(storage, 64 << 20)
+    # The current roots first, the retirement records after: a root retired in between
+    # was current when read, so it is reached; a job landing meanwhile builds its new
+    # trees from current ones and fresh segments.
+    live = live_segments(storage, segs)
     due, keep = [], []
     for key, raw in storage.list_records(GC_PREFIX):
         rec = _decode(key, raw)
@@ -123,25 +150,34 @@ def gc_storage(storage, older_than: datetime) -> dict:
     result = {"retired_roots": 0, "segments_deleted": 0, "records_kept": len(keep)}
     if not due:
         return result
-    segs = SegmentStore(storage, 64 << 20)
-    live: set = set()
-    # Read after the records: a root retired in between is then either in `keep` or
-    # still current, and reached either way.
-    for name, raw in storage.list_records(catalog.ROOT_PREFIX):
-        root = catalog.decode_root(name[len(catalog.ROOT_PREFIX):], raw)
-        _reach(segs, [r for r in root["roots"] if r], set(), live, missing_ok=False)
+    kept: dict = {}
     for _, _, rec in keep:
-        _reach(segs, rec["roots"], set(), live, missing_ok=True)
-    garbage: set = set()
+        _reach(segs, rec["roots"], live, kept, missing_ok=True)
+    garbage: dict = {}
     for _, _, rec in due:
-        _reach(segs, rec["roots"], live, garbage, missing_ok=True)
-    garbage_ids = sorted(garbage)
-    for i in range(0, len(garbage_ids), DELETE_CHUNK):
-        storage.delete_blobs(garbage_ids[i:i + DELETE_CHUNK])
-    # Then the records: a run that stops before this point is repeated by the next one.
+        _reach(segs, rec["roots"], _Either(live, kept), garbage, missing_ok=True)
+    # Leaves first, then directories level by level: a run that stops half-way leaves
+    # no directory whose children are gone and others not, so the next run, reaching
+    # from the same records, finds every segment still there.
+    order = sorted(garbage, key=lambda seg_id: (garbage[seg_id], seg_id))
+    for i in range(0, len(order), DELETE_CHUNK):
+        storage.delete_blobs(order[i:i + DELETE_CHUNK])
+    # Then the records: a run that stops before this point is finished by the next one.
     storage.commit(records=[(key, raw, None) for key, raw, _ in due])
     result.update(retired_roots=sum(len(rec["roots"]) for _, _, rec in due),
                   segments_deleted=len(garbage))
     log.info("gc-storage: %d retired roots collected, %d segments deleted, %d records kept",
              result["retired_roots"], result["segments_deleted"], len(keep))
     return result
+
+
+class _Either:
+    """Membership in either of two sets (without building their union)."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def __contains__(self, x):
+        return x in self.a or x in self.b

@@ -10,8 +10,10 @@ whether or not transactions come, and a failure that persists (a full disk) cost
 job per back-off rather than one per commit.
 
 ``IndexJobs`` has no lock of its own: its writer calls it where it serialises its own
-work (the pipeline's writer thread; the in-process writer's lock). Only ``built`` and
-``due`` are called from other threads, and they hand over to the writer.
+work (the pipeline's writer thread; the in-process writer's lock). ``built`` and ``due``
+are called from other threads and hand over to the writer; ``cancel`` may be called from
+any thread when the writer is done (a timer that ``failed`` starts after it only calls
+``due``, which a writer that is done ignores).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ log = logging.getLogger("fastdatomic.indexing")
 
 
 class IndexJobs:
-    """The indexing jobs of one database: ``start`` one, then ``landed`` or ``failed``.
+    """The indexing jobs of one database: ``start`` one (or ``begin`` a build the writer
+    runs itself), then ``landed``, ``failed`` or ``end``.
 
-    ``built(result, secs)`` is called on the job's thread when its build ends (``result``
-    is ``(roots, basis_t)`` for ``DatabaseWriter.adopt_index``, or the exception);
+    ``built(snapshot, result, secs)`` is called on the job's thread when its build from
+    ``snapshot`` ends (``result`` is ``(roots, basis_t)`` for ``DatabaseWriter.adopt_index``,
+    or the exception);
     ``due()`` on a timer's thread when the retry after a failure is due: the writer then
     calls ``retry_now`` in its own context and starts a job if it still wants one.
 
@@ -40,7 +44,7 @@ class IndexJobs:
     >>> _ = catalog.create_database(st, "d")
     >>> writer = catalog.DatabaseWriter(st, "d")
     >>> done = threading.Event()
-    >>> jobs = IndexJobs("d", built=lambda result, secs: done.set(), due=lambda: None)
+    >>> jobs = IndexJobs("d", built=lambda snapshot, result, secs: done.set(), due=lambda: None)
     >>> jobs.start(writer.db); jobs.busy
     True
     >>> done.wait(10)
@@ -66,7 +70,7 @@ class IndexJobs:
 
     def start(self, snapshot):
         """Build new trees from ``snapshot`` (an immutable value) on a thread of its own."""
-        self.building = True
+        self.begin()
         threading.Thread(target=self._build, args=(snapshot,), daemon=True,
                          name=f"fd-index-{self.name}").start()
 
@@ -77,7 +81,16 @@ class IndexJobs:
         except BaseException as e:
             log.exception("indexing job of %r failed", self.name)
             result = e
-        self._built(result, time.perf_counter() - t0)
+        self._built(snapshot, result, time.perf_counter() - t0)
+
+    def begin(self):
+        """A build starts (on a thread of its own, or the writer's caller's)."""
+        self.building = True
+
+    def end(self):
+        """The build ended with nothing to adopt and nothing to retry (its database is
+        gone, or its caller got the error)."""
+        self.building = False
 
     def landed(self):
         """The job's trees are the database's now."""
@@ -85,8 +98,8 @@ class IndexJobs:
         self.failures = 0
 
     def failed(self, err: BaseException) -> float:
-        """The job failed (its build or its adoption): the next attempt is due in the
-        returned number of seconds."""
+        """The job failed (its build; in-process, also its adoption): the next attempt
+        is due in the returned number of seconds."""
         self.building = False
         self.failures += 1
         delay = catalog.index_retry_delay(self.failures)
@@ -102,7 +115,8 @@ class IndexJobs:
         self.retry = None
 
     def cancel(self):
-        """The database is gone or the writer stops: no retry."""
+        """The database is gone or the writer stops: no retry (``busy`` may stay True:
+        the writer starts no job any more)."""
         retry = self.retry
         if retry is not None:
             retry.cancel()

@@ -153,8 +153,8 @@ class Pipeline:
         st = self.dbs[name] = _DbState(name, writer, warm_ids)
         # The job's result and its retry reach the writer thread through the queue, with
         # this state: a job of a database deleted and re-created meanwhile is dropped.
-        st.jobs = IndexJobs(name, built=lambda result, secs: self._queue_front(
-                                TxRequest("adopt", name, tx_data=(st, result, secs))),
+        st.jobs = IndexJobs(name, built=lambda snapshot, result, secs: self._job_built(
+                                TxRequest("adopt", name, tx_data=(st, snapshot, result, secs))),
                             due=lambda: self._queue_front(
                                 TxRequest("retry-index", name, tx_data=st)))
         return st
@@ -420,30 +420,42 @@ class Pipeline:
         if db.memindex.nbytes > self.threshold or (wanted and db.memindex.datom_count):
             st.jobs.start(db)
 
-    def _queue_front(self, req):
+    def _queue_front(self, req) -> bool:
         # From a job's or a timer's thread: the writer adopts before more novelty piles up.
         with self.cond:
-            if not self.stopping:
-                self.queue.appendleft(req)
-                self.cond.notify()
+            if self.stopping:
+                return False
+            self.queue.appendleft(req)
+            self.cond.notify()
+            return True
+
+    def _job_built(self, req):
+        if not self._queue_front(req):
+            # The writer stops and will not adopt it: its new trees go to gc-storage.
+            _, snapshot, built, _ = req.tx_data
+            if not isinstance(built, BaseException):
+                catalog.abandon_index(self.storage, snapshot, built)
 
     def _adopt(self, req):
-        st, built, secs = req.tx_data
+        st, snapshot, built, secs = req.tx_data
         if self.dbs.get(req.db) is not st:
             # Deleted (and maybe re-created) meanwhile: never adopted, collected by gc-storage.
             if not isinstance(built, BaseException):
-                self._abandon(st, built)
+                catalog.abandon_index(self.storage, snapshot, built)
+            st.jobs.end()
             return
         if isinstance(built, BaseException):
             self._index_failed(st, built)
             return
-        st.jobs.landed()
         try:
             st.writer.adopt_index(built)
         except FencedError as e:
+            # Deposed: this transactor writes nothing more, not even a retirement record
+            # (the job's new segments stay in storage, unreachable).
             self.failed = True
             self.fatal(str(e))
             return
+        st.jobs.landed()
         st.tx_ids.adopt_index(st.writer.db)   # the ids up to the new basis are in the trees
         if self.metrics:
             self.metrics.indexed(secs)
@@ -459,13 +471,6 @@ class Pipeline:
                 self._commit(st, reqs)
         else:
             self._maybe_index(st)
-
-    def _abandon(self, st, built):
-        try:
-            st.writer.abandon_index(built)
-        except FastDatomicError as e:     # only gc-storage loses: the segments stay
-            log.warning("indexing job of deleted database %r: its segments stay in storage "
-                        "(%s)", st.name, e)
 
     def _index_failed(self, st, err):
         # Transactions held back by back-pressure stay held until the retry lands.
