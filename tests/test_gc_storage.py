@@ -278,3 +278,32 @@ def test_gc_storage_command_while_a_transactor_serves(tmp_path):
                           "--older-than", "soon"], capture_output=True, text=True, timeout=60,
                          env=env)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+@pytest.mark.usefixtures("peers_and_transactors_stopped")
+def test_a_full_storage_takes_transactions_again_after_gc_storage(tmp_path):
+    # What the storage-full error's hint promises: the map may not grow, indexing jobs
+    # keep replacing one entity's trees, and gc-storage gives their space back.
+    from fastdatomic.errors import StorageFullError
+    start_transactor(tmp_path, lmdb_map_size="4m", lmdb_map_size_max="4m",
+                     memory_index_threshold="64k", memory_index_max="4m")
+    data = str(tmp_path / "data")
+    uri = f"fastdatomic:dev://{data}/db"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    e = conn.transact([{":db/id": "x", ":item/s": "first"}]).tempids["x"]
+    full = None
+    for i in range(5000):                   # bounded: the map fills long before
+        try:
+            conn.transact([[":db/add", e, ":item/s", "y" * 500 + str(i)]], timeout=10)
+        except StorageFullError as err:
+            full = err
+            break
+    assert full is not None and "gc-storage" in str(full)
+    out = fd.gc_storage(f"fastdatomic:dev://{data}/*",
+                        datetime.now(timezone.utc) + timedelta(seconds=1))
+    assert out["segments_deleted"] > 0
+    for i in range(20):
+        conn.transact([[":db/add", e, ":item/s", f"after gc {i}"]], timeout=10)
+    assert fd.q("[:find ?s . :in $ ?e :where [?e :item/s ?s]]", conn.db(), e) == "after gc 19"
