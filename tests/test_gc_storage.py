@@ -5,10 +5,12 @@ after the cutoff, still reaches.
 In-process storage, LMDB storage, and a real transactor with the ``fastdatomic
 gc-storage`` command run while it serves."""
 
+import json
 import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -258,25 +260,30 @@ def test_gc_storage_command_while_a_transactor_serves(tmp_path):
     fd.create_database(uri)
     conn = fd.connect(uri)
     conn.transact(SCHEMA)
-    for g in range(3):
-        conn.transact([{":item/n": g * 100 + i, ":item/s": "x"} for i in range(100)])
+    for g in range(3):                      # three generations: two retire
+        r = conn.transact([{":item/n": g * 100 + i, ":item/s": "x"} for i in range(100)])
         conn.request_index()
+        conn.sync_index(r.t, timeout=30)
     count = "[:find (count ?e) . :where [?e :item/n]]"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [os.path.join(os.path.dirname(__file__), "..", "src"), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-m", "fastdatomic.cli", "gc-storage", f"fastdatomic:dev://{data}/*",
-                          "--older-than", "0s"], capture_output=True, text=True, timeout=60, env=env)
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "fastdatomic.cli", *args],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    waiting = json.loads(cli("status", data).stdout)["retired_trees"]
+    assert waiting["records"] >= 2 and waiting["oldest"] <= time.time()
+    run = cli("gc-storage", f"fastdatomic:dev://{data}/*", "--older-than", "0s")
     assert run.returncode == 0, run.stderr
-    assert '"segments_deleted":' in run.stdout and '"segments_deleted":0' not in run.stdout
+    assert json.loads(run.stdout)["segments_deleted"] > 0
+    assert json.loads(cli("status", data).stdout)["retired_trees"]["records"] == 0
     # The peer reads on, the transactor commits and indexes on.
     conn.transact([{":item/n": 1000, ":item/s": "after gc"}])
     conn.request_index()
     assert fd.q(count, conn.db()) == 301
     fresh = catalog.load_database(open_storage("dev", path=data), "db")
     assert fd.q(count, fresh) == 301
-    bad = subprocess.run([sys.executable, "-m", "fastdatomic.cli", "gc-storage", uri,
-                          "--older-than", "soon"], capture_output=True, text=True, timeout=60,
-                         env=env)
+    bad = cli("gc-storage", uri, "--older-than", "soon")
     assert bad.returncode == 2 and "not a duration" in bad.stderr
 
 

@@ -29,18 +29,21 @@ __all__ = ["main", "status"]
 
 
 def status(data_dir: str) -> dict:
-    """The lease and every database's basis, read from the storage at ``data_dir``.
+    """The lease, every database's basis, and how many retired index trees wait for
+    gc-storage (with the oldest one's retirement time, Unix seconds), read from the
+    storage at ``data_dir``.
 
     >>> import tempfile
     >>> status(tempfile.mkdtemp())["lease"] is None
     True
     """
     import os
-    from fastdatomic.db import catalog
+    from fastdatomic.db import catalog, gc
     from fastdatomic.storage import open_storage
     from fastdatomic.transactor.lease import read_lease
     if not os.path.exists(os.path.join(data_dir, "data.mdb")):
-        return {"data_dir": os.path.abspath(data_dir), "lease": None, "databases": {}}
+        return {"data_dir": os.path.abspath(data_dir), "lease": None, "databases": {},
+                "retired_trees": {"records": 0, "oldest": None}}
     st = open_storage("dev", path=data_dir)
     lease = read_lease(st)
     if lease is not None:
@@ -49,7 +52,11 @@ def status(data_dir: str) -> dict:
     for name in catalog.list_databases(st):
         root, _ = catalog.read_root(st, name)
         dbs[name] = {"basis_t": root["basis_t"], "index_basis_t": root["index_basis_t"]}
+    # Trees retired by indexing jobs and deleted databases, for gc-storage to collect.
+    retired = [int(key[len(gc.GC_PREFIX):].split("-")[0]) for key, _ in st.list_records(gc.GC_PREFIX)]
     return {"data_dir": os.path.abspath(data_dir), "lease": lease, "databases": dbs,
+            "retired_trees": {"records": len(retired),
+                              "oldest": min(retired) / 1e9 if retired else None},
             "read_at": time.time()}
 
 
