@@ -138,7 +138,7 @@ def test_in_process_retries_a_failed_job_without_a_further_transaction(failing_j
 
 
 def test_in_process_holds_transactions_back_until_the_retry_lands(failing_jobs, monkeypatch):
-    monkeypatch.setattr(catalog, "INDEX_RETRY_FIRST_SECS", 0.5)
+    monkeypatch.setattr(catalog, "INDEX_RETRY_FIRST_SECS", 2.0)  # room to see it hold
     jobs = failing_jobs(1)
     conn, _ = _mem_conn()
     conn._tx.memory_index_threshold = 0
