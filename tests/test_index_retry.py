@@ -168,3 +168,47 @@ def test_in_process_runs_no_job_per_commit_while_a_retry_waits(failing_jobs, mon
     assert jobs.calls == 1
     fd.delete_database(uri)                          # the pending retry is cancelled
     assert not conn._tx.jobs.retry.is_alive() or conn._tx.jobs.retry.finished.is_set()
+
+
+def test_pipeline_retries_an_adoption_the_storage_refused(failing_jobs, monkeypatch):
+    # A full storage refusing the root CAS is a failed job, not a reason to stop the
+    # transactor: the job's trees go to gc-storage and the next attempt lands.
+    from fastdatomic.db import gc
+    from fastdatomic.errors import StorageFullError
+    failing_jobs(0)
+    real, calls = catalog.DatabaseWriter.adopt_index, []
+
+    def refuse_once(self, built):
+        calls.append(built)
+        if len(calls) == 1:
+            raise StorageFullError("LMDB environment is full (injected)")
+        return real(self, built)
+    monkeypatch.setattr(catalog.DatabaseWriter, "adopt_index", refuse_once)
+    fatal = []
+    p, outcomes, events, metrics = _pipeline(memory_index_threshold=0)
+    p.fatal = fatal.append
+    try:
+        p.submit(_tx(1))
+        wait_until(lambda: events, timeout=20)
+    finally:
+        p.stop()
+    assert not fatal and len(calls) == 2 and _alarms(metrics, "indexing-failed") == 1
+    assert p.dbs["db"].writer.db.index_basis_t == outcomes[0].result["t"]
+    assert [gc._decode(k, raw)["roots"] for k, raw in p.storage.list_records(gc.GC_PREFIX)]
+
+
+def test_in_process_writer_of_a_database_deleted_under_it_says_so():
+    # delete_database removes the root, then closes the writer: a transaction in
+    # between fails its CAS. It is told the database is gone (not committed), and the
+    # writer stays closed.
+    from fastdatomic.errors import DatabaseNotFoundError
+    conn, uri = _mem_conn()
+    catalog.delete_database(conn._tx.writer.storage, conn._tx.name)
+    with pytest.raises(DatabaseNotFoundError) as e:
+        conn.transact([{":item/n": 1}])
+    assert e.value.data["outcome"] == "not-committed" and "deleted" in str(e.value)
+    with pytest.raises(DatabaseNotFoundError):
+        conn.transact([{":item/n": 2}])
+    with pytest.raises(DatabaseNotFoundError):
+        conn.request_index()
+    fd.delete_database(uri)

@@ -272,10 +272,10 @@ def test_a_request_during_a_running_job_gets_a_job_of_its_own_afterwards():
     p, published, events, done = _pipeline(f"request-index-busy-{uuid.uuid4().hex}")
     st = p.dbs["db"]
     p._process([TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "a"]])])
-    st.jobs.building = True                       # as if a job were running
+    st.jobs.begin()                               # as if a job were running
     p._process([TxRequest("index", "db")])
     assert published[-1].result["requested"] is True and st.index_wanted
-    st.jobs.building = False                      # ... and it landed without covering us
+    st.jobs.end()                                 # ... and it landed without covering us
     p._process([TxRequest("tx", "db", [[":db/add", "e", ":db/doc", "b"]])])
     last = published[-1].result["t"]
     assert st.jobs.building and not st.index_wanted  # the wanted job started after that commit

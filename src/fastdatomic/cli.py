@@ -52,12 +52,8 @@ def status(data_dir: str) -> dict:
     for name in catalog.list_databases(st):
         root, _ = catalog.read_root(st, name)
         dbs[name] = {"basis_t": root["basis_t"], "index_basis_t": root["index_basis_t"]}
-    # Trees retired by indexing jobs and deleted databases, for gc-storage to collect.
-    retired = [int(key[len(gc.GC_PREFIX):].split("-")[0]) for key, _ in st.list_records(gc.GC_PREFIX)]
     return {"data_dir": os.path.abspath(data_dir), "lease": lease, "databases": dbs,
-            "retired_trees": {"records": len(retired),
-                              "oldest": min(retired) / 1e9 if retired else None},
-            "read_at": time.time()}
+            "retired_trees": gc.retired_trees(st), "read_at": time.time()}
 
 
 def _duration(text: str) -> timedelta:

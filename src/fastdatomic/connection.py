@@ -315,7 +315,12 @@ class _LocalTransactor:
                 if done is not None:
                     return report_for_existing(self.writer.storage, db, done, tx_id)
             result = txmod.prepare(db, tx_data, tx_uuid=tx_id)
-            self.writer.commit_prepared([result])
+            try:
+                self.writer.commit_prepared([result])
+            except FencedError:
+                self._deleted()
+                raise DatabaseNotFoundError(f"cannot transact: {self.closed}",
+                                            data={"outcome": "not-committed"}) from None
             report = TxReport(result.db_before, result.db_after, result.datoms,
                               result.tempids, result.t, result.tx_uuid)
             self.last_db = result.db_after
@@ -354,8 +359,10 @@ class _LocalTransactor:
                 landed = self._land(snapshot, None if isinstance(built, BaseException) else built)
             except DatabaseNotFoundError:
                 return                           # deleted meanwhile
-            except Exception as e:
+            except Exception as e:       # (storage full, say) nothing was written
                 log.exception("indexing job of %r could not be adopted", self.name)
+                if not isinstance(built, BaseException):
+                    abandon_index(self.writer.storage, snapshot, built)
                 built, landed = e, False
             if landed:
                 # Transactions went on meanwhile: their novelty may be past the threshold
@@ -389,12 +396,9 @@ class _LocalTransactor:
             self._notify_indexed()
             return True
         except FencedError:
-            # delete_database removes the root before it closes this writer: the CAS
-            # fails then, and the database is gone either way (one writer per database
-            # in this process, so nothing else changes its root).
             abandon_index(self.writer.storage, snapshot, built)
-            raise DatabaseNotFoundError(f"cannot index: {self.closed or 'the database was deleted'}") \
-                from None
+            self._deleted()
+            raise DatabaseNotFoundError(f"cannot index: {self.closed}") from None
         finally:
             self.jobs.end()
             self.job_done.notify_all()
@@ -419,6 +423,16 @@ class _LocalTransactor:
             with self.lock:
                 self._land(snapshot, built)   # (a failed build: the job ends, its error goes on)
         return True
+
+    def _deleted(self):
+        # Lock held. delete_database removes the root before it closes this writer; a
+        # CAS in between fails (one writer per database in this process: nothing else
+        # changes its root) and poisons the writer. From then on it is closed.
+        if not self.closed:
+            self.closed = f"database {self.name!r} was deleted"
+        self.jobs.cancel()
+        self.job_done.notify_all()
+        self._notify_indexed()
 
     def _notify_indexed(self):
         # Called after last_db (or closed) is assigned. No wake-up is lost: wait_indexed

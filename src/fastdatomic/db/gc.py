@@ -33,7 +33,7 @@ import orjson
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import InvalidValueError, StorageCorruptError
 
-__all__ = ["GC_PREFIX", "retirement_record", "gc_storage", "live_segments"]
+__all__ = ["GC_PREFIX", "retirement_record", "gc_storage", "live_segments", "retired_trees"]
 
 log = logging.getLogger("fastdatomic.gc")
 
@@ -101,6 +101,18 @@ def _reach(segs: SegmentStore, roots, stop, out: dict, missing_ok: bool):
                 out[child] = 0
 
 
+def retired_trees(storage) -> dict:
+    """How many retirement records wait for gc-storage, and when the oldest one was
+    written (Unix seconds; ``None`` when there is none).
+
+    >>> from fastdatomic.storage import open_storage
+    >>> retired_trees(open_storage("mem"))
+    {'records': 0, 'oldest': None}
+    """
+    times = [_decode(key, raw)["retired_ns"] for key, raw in storage.list_records(GC_PREFIX)]
+    return {"records": len(times), "oldest": min(times) / 1e9 if times else None}
+
+
 def live_segments(storage, segs: SegmentStore | None = None) -> set:
     """Every segment the current root of some database reaches.
 
@@ -138,6 +150,10 @@ def gc_storage(storage, older_than: datetime) -> dict:
         raise InvalidValueError(f"gc_storage: older_than must be a timezone-aware datetime, "
                                 f"got {older_than!r}")
     cutoff = int(older_than.timestamp() * 1e9)
+    if not any(_decode(key, raw)["retired_ns"] < cutoff
+               for key, raw in storage.list_records(GC_PREFIX)):
+        return {"retired_roots": 0, "segments_deleted": 0,
+                "records_kept": len(storage.list_records(GC_PREFIX))}
     segs = SegmentStore(storage, 64 << 20)
     # The current roots first, the retirement records after: a root retired in between
     # was current when read, so it is reached; a job landing meanwhile builds its new
@@ -146,26 +162,29 @@ def gc_storage(storage, older_than: datetime) -> dict:
     due, keep = [], []
     for key, raw in storage.list_records(GC_PREFIX):
         rec = _decode(key, raw)
-        (due if rec["retired_ns"] < cutoff else keep).append((key, raw, rec))
-    result = {"retired_roots": 0, "segments_deleted": 0, "records_kept": len(keep)}
-    if not due:
-        return result
+        # A record naming a root that is live was written after that read: its trees
+        # are protected this time, so it stays for the next run to collect them.
+        if rec["retired_ns"] < cutoff and not any(r in live for r in rec["roots"]):
+            due.append((key, raw, rec))
+        else:
+            keep.append((key, raw, rec))
     kept: dict = {}
     for _, _, rec in keep:
         _reach(segs, rec["roots"], live, kept, missing_ok=True)
     garbage: dict = {}
     for _, _, rec in due:
         _reach(segs, rec["roots"], _Either(live, kept), garbage, missing_ok=True)
-    # Leaves first, then directories level by level: a run that stops half-way leaves
-    # no directory whose children are gone and others not, so the next run, reaching
-    # from the same records, finds every segment still there.
+    # Leaves first, then directories level by level: when a segment of level k goes,
+    # all the garbage below level k is gone already. So a directory the next run finds
+    # missing has no garbage left under it, and one it finds leads it to the rest.
     order = sorted(garbage, key=lambda seg_id: (garbage[seg_id], seg_id))
     for i in range(0, len(order), DELETE_CHUNK):
         storage.delete_blobs(order[i:i + DELETE_CHUNK])
     # Then the records: a run that stops before this point is finished by the next one.
-    storage.commit(records=[(key, raw, None) for key, raw, _ in due])
-    result.update(retired_roots=sum(len(rec["roots"]) for _, _, rec in due),
-                  segments_deleted=len(garbage))
+    if due:
+        storage.commit(records=[(key, raw, None) for key, raw, _ in due])
+    result = {"retired_roots": sum(len(rec["roots"]) for _, _, rec in due),
+              "segments_deleted": len(garbage), "records_kept": len(keep)}
     log.info("gc-storage: %d retired roots collected, %d segments deleted, %d records kept",
              result["retired_roots"], result["segments_deleted"], len(keep))
     return result

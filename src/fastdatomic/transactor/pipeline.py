@@ -455,6 +455,13 @@ class Pipeline:
             self.failed = True
             self.fatal(str(e))
             return
+        except StorageError as e:
+            # Refused before anything was written (storage full, say), as a commit can
+            # be: the job failed, its trees go to gc-storage, and it is tried again.
+            log.error("indexing job of %r could not be adopted: %s", st.name, e)
+            catalog.abandon_index(self.storage, snapshot, built)
+            self._index_failed(st, e)
+            return
         st.jobs.landed()
         st.tx_ids.adopt_index(st.writer.db)   # the ids up to the new basis are in the trees
         if self.metrics:
