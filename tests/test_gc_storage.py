@@ -204,6 +204,66 @@ def test_a_tree_retired_while_gc_runs_stays_readable(storage, monkeypatch):
     assert storage.describe()["blobs"] == len(_live(storage))
 
 
+def test_a_job_never_adopted_is_collected_once_older_than_the_cutoff(storage):
+    # Its process died, or was deposed, between writing the segments and adopting them:
+    # only its pending record says they exist.
+    w = _writer_with_generations(storage, "db", generations=2)
+    w.commit_prepared([_tx(w.db, 5000)])
+    before = _everything(storage, "db")          # the trees, and the log since them
+    cutoff = datetime.now(timezone.utc)
+    built = catalog.build_index(w.db)            # never adopted
+    new_roots = [r for r, old in zip(built.roots, w.db.roots) if r != old]
+    assert new_roots and all(storage.get(r) is not None for r in new_roots)
+    assert gc.gc_storage(storage, cutoff)["jobs_claimed"] == 0      # begun after the cutoff
+    assert all(storage.get(r) is not None for r in new_roots)
+    assert gc.retired_trees(storage)["pending_jobs"] == 1
+    assert gc.gc_storage(storage, _later())["jobs_claimed"] == 1
+    assert storage.describe()["blobs"] == len(_live(storage))       # nothing else is left
+    assert storage.list_records(gc.PENDING_PREFIX) == []
+    assert _everything(storage, "db") == before
+    w.index()                                    # the writer indexes on
+    assert _everything(storage, "db") == before
+
+
+def test_a_job_claimed_before_it_is_adopted_is_refused_and_run_again(storage):
+    from fastdatomic.errors import IndexCollectedError
+    w = _writer_with_generations(storage, "db", generations=2)
+    w.commit_prepared([_tx(w.db, 5000)])
+    expected = {ix: [tuple(d) for d in w.db.datoms(ix)] for ix in ("eavt", "aevt", "avet", "vaet")}
+    built = catalog.build_index(w.db)
+    gc.gc_storage(storage, _later())           # a cutoff younger than the job: claimed
+    with pytest.raises(IndexCollectedError, match="gc-storage collected"):
+        w.adopt_index(built)
+    assert not w.poisoned and catalog.read_root(storage, "db")[0]["index_basis_t"] < w.db.basis_t
+    w.index()                                  # run again, adopted this time
+    assert _everything(storage, "db") == expected
+    gc.gc_storage(storage, _later())
+    assert storage.describe()["blobs"] == len(_live(storage))
+    assert _everything(storage, "db") == expected
+
+
+def test_a_job_that_stopped_while_writing_its_segments_is_collected(storage, monkeypatch):
+    # Segments are written parents first: whatever part of them is in storage, the
+    # pending record's roots reach it.
+    w = _writer_with_generations(storage, "db", generations=2)
+    w.commit_prepared([txmod.prepare(w.db, [{":item/n": 9000 + i} for i in range(300)])])
+    before = _everything(storage, "db")
+    real = storage.put_blobs
+
+    def half(items):
+        items = list(items)
+        real(items[:len(items) // 2])
+        raise OSError("the process died here (injected)")
+    monkeypatch.setattr(storage, "put_blobs", half)
+    with pytest.raises(OSError):
+        catalog.build_index(w.db)
+    monkeypatch.undo()
+    assert storage.describe()["blobs"] > len(_live(storage))
+    assert gc.gc_storage(storage, _later())["jobs_claimed"] == 1
+    assert storage.describe()["blobs"] == len(_live(storage))
+    assert _everything(storage, "db") == before
+
+
 def test_cutoff_must_be_an_aware_datetime(storage):
     with pytest.raises(InvalidValueError, match="timezone-aware"):
         gc.gc_storage(storage, datetime.now())
@@ -213,7 +273,8 @@ def test_cutoff_must_be_an_aware_datetime(storage):
 
 def test_an_in_process_job_that_ends_after_its_database_is_deleted_is_collected(monkeypatch):
     # delete_database removes the root before it closes the writer: a job landing in
-    # between fails its CAS. Its trees are then recorded as retired (not retried).
+    # between fails its CAS. Its pending record stays (the job is not retried), and
+    # gc-storage collects its trees.
     gate, real_build = threading.Event(), catalog.build_index
 
     def gated(db):
@@ -229,7 +290,6 @@ def test_an_in_process_job_that_ends_after_its_database_is_deleted_is_collected(
     conn.transact([{":item/n": i} for i in range(100)])        # starts the gated job
     assert tx.jobs.building
     st = tx.writer.storage
-    before = {k for k, _ in st.list_records(gc.GC_PREFIX)}
     catalog.delete_database(st, tx.name)     # the root goes; the writer is not closed yet
     gate.set()
     wait_until(lambda: not tx.jobs.building)
@@ -237,11 +297,12 @@ def test_an_in_process_job_that_ends_after_its_database_is_deleted_is_collected(
     from fastdatomic.errors import DatabaseNotFoundError
     with pytest.raises(DatabaseNotFoundError):                 # and the writer is closed
         conn.transact([{":item/n": 1}])
-    new = [raw for k, raw in st.list_records(gc.GC_PREFIX) if k not in before]
-    roots = [r for raw in new for r in gc._decode("new", raw)["roots"]]
+    pending = st.list_records(gc.PENDING_PREFIX)
+    roots = [r for key, raw in pending for r in gc._decode(key, raw)["roots"]]
     assert roots and all(st.get(r) is not None for r in roots)
-    gc.gc_storage(st, _later())
+    assert gc.gc_storage(st, _later())["jobs_claimed"] == len(pending) == 1
     assert all(st.get(r) is None for r in roots)
+    assert st.list_records(gc.PENDING_PREFIX) == [] and st.list_records(gc.GC_PREFIX) == []
     fd.delete_database(uri)
 
 
@@ -294,6 +355,57 @@ def test_gc_storage_command_while_a_transactor_serves(tmp_path):
     assert fd.q(count, fresh) == 301
     bad = cli("gc-storage", uri, "--older-than", "soon")
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+STALL_JOB = """
+import os, time
+from fastdatomic.db import catalog
+_real = catalog.build_index
+
+def build_index(db):
+    built = _real(db)           # the pending record and the segments are written
+    with open(os.environ["STALL_MARKER"], "w") as f:
+        f.write(built.pending[0])
+    time.sleep(60)              # killed here, before the adoption
+    return built
+
+catalog.build_index = build_index
+"""
+
+
+@pytest.mark.usefixtures("peers_and_transactors_stopped")
+def test_a_transactor_killed_mid_job_leaves_segments_gc_storage_finds(tmp_path):
+    from transactor_helper import TransactorProcess, write_config
+    (tmp_path / "stall_job.py").write_text(STALL_JOB)
+    marker = tmp_path / "job-written"
+    data = str(tmp_path / "data")
+    stalled = TransactorProcess(write_config(str(tmp_path), data, "stalled"), env={
+        "FASTDATOMIC_TX_FNS": "stall_job", "STALL_MARKER": str(marker),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))})
+    stalled.wait_started()
+    uri = f"fastdatomic:dev://{data}/db"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    conn.transact([{":item/n": i, ":item/s": "x"} for i in range(300)])
+    conn.request_index()
+    wait_until(marker.exists, timeout=30)
+    stalled.kill()                                  # kill -9 between writing and adopting
+    st = open_storage("dev", path=data)
+    pending = st.list_records(gc.PENDING_PREFIX)
+    assert [k for k, _ in pending] == [marker.read_text()]
+    assert st.describe()["blobs"] > len(_live(st))
+    out = fd.gc_storage(f"fastdatomic:dev://{data}/*", _later())
+    assert out["jobs_claimed"] == 1 and out["segments_deleted"] > 0
+    assert st.describe()["blobs"] == len(_live(st))   # only what the current trees reach
+    # A new transactor takes over; the peer reads and writes on, and indexing lands.
+    start_transactor(tmp_path)
+    count = "[:find (count ?e) . :where [?e :item/n]]"
+    r = conn.transact([{":item/n": 1000, ":item/s": "after"}], timeout=30)
+    conn.request_index()
+    conn.sync_index(r.t, timeout=30)
+    assert fd.q(count, conn.db()) == 301
+    assert fd.q(count, catalog.load_database(open_storage("dev", path=data), "db")) == 301
 
 
 @pytest.mark.usefixtures("peers_and_transactors_stopped")

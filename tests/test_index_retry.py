@@ -172,7 +172,7 @@ def test_in_process_runs_no_job_per_commit_while_a_retry_waits(failing_jobs, mon
 
 def test_pipeline_retries_an_adoption_the_storage_refused(failing_jobs, monkeypatch):
     # A full storage refusing the root CAS is a failed job, not a reason to stop the
-    # transactor: the job's trees go to gc-storage and the next attempt lands.
+    # transactor: the job's trees are left to gc-storage and the next attempt lands.
     from fastdatomic.db import gc
     from fastdatomic.errors import StorageFullError
     failing_jobs(0)
@@ -194,7 +194,9 @@ def test_pipeline_retries_an_adoption_the_storage_refused(failing_jobs, monkeypa
         p.stop()
     assert not fatal and len(calls) == 2 and _alarms(metrics, "indexing-failed") == 1
     assert p.dbs["db"].writer.db.index_basis_t == outcomes[0].result["t"]
-    assert [gc._decode(k, raw)["roots"] for k, raw in p.storage.list_records(gc.GC_PREFIX)]
+    # The refused job's pending record stays (gc-storage collects its trees); the
+    # adopted one's went with its adoption.
+    assert [k for k, _ in p.storage.list_records(gc.PENDING_PREFIX)] == [calls[0].pending[0]]
 
 
 def test_in_process_writer_of_a_database_deleted_under_it_says_so():

@@ -283,7 +283,7 @@ def test_cli_admin_and_status(tmp_path):
     assert cli("list", f"{base}/*").stdout.split() == ["a"]
     status = json.loads(cli("status", f"{tmp_path}/data").stdout)
     assert status["databases"]["a"]["basis_t"] == 0 and "secret" not in status["lease"]
-    assert status["retired_trees"] == {"records": 0, "oldest": None}
+    assert status["retired_trees"] == {"records": 0, "oldest": None, "pending_jobs": 0}
     assert cli("delete", f"{base}/a").stdout.strip() == "deleted"
     assert cli("list", f"{base}/*").stdout.split() == []
     bad = cli("create", "fastdatomic:dev://nowhere")

@@ -11,8 +11,9 @@
 ``create``/``delete`` go through the active transactor (they are fenced writes);
 ``list`` and ``status`` read storage, so they work while no transactor is active.
 ``gc-storage`` deletes the index segments retired more than ``--older-than`` ago (s, m,
-h or d) that no database reaches (``fastdatomic.gc_storage``); it works on storage
-directly, with or without a transactor.
+h or d) that no database reaches, and those of indexing jobs begun before then and never
+adopted (``fastdatomic.gc_storage``); it works on storage directly, with or without a
+transactor.
 Exit status: 0 done, 1 failed (the message says why), 2 usage.
 """
 
@@ -30,8 +31,8 @@ __all__ = ["main", "status"]
 
 def status(data_dir: str) -> dict:
     """The lease, every database's basis, and how many retired index trees wait for
-    gc-storage (with the oldest one's retirement time, Unix seconds), read from the
-    storage at ``data_dir``.
+    gc-storage (with the oldest one's retirement time, Unix seconds, and the indexing jobs
+    not adopted yet), read from the storage at ``data_dir``.
 
     >>> import tempfile
     >>> status(tempfile.mkdtemp())["lease"] is None
@@ -43,7 +44,7 @@ def status(data_dir: str) -> dict:
     from fastdatomic.transactor.lease import read_lease
     if not os.path.exists(os.path.join(data_dir, "data.mdb")):
         return {"data_dir": os.path.abspath(data_dir), "lease": None, "databases": {},
-                "retired_trees": {"records": 0, "oldest": None}}
+                "retired_trees": {"records": 0, "oldest": None, "pending_jobs": 0}}
     st = open_storage("dev", path=data_dir)
     lease = read_lease(st)
     if lease is not None:

@@ -23,7 +23,7 @@ from concurrent.futures._base import (CANCELLED as _CANCELLED, CANCELLED_AND_NOT
 from fastdatomic._core.logrec import decode_log
 from fastdatomic._core.codec import INDEX_EAVT, decode_key
 from fastdatomic.db import tx as txmod
-from fastdatomic.db.catalog import DatabaseWriter, abandon_index, build_index
+from fastdatomic.db.catalog import DatabaseWriter, build_index
 from fastdatomic.db.indexjobs import IndexJobs
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
@@ -356,13 +356,12 @@ class _LocalTransactor:
         # On the job's thread: adopt under the writer's lock.
         with self.lock:
             try:
-                landed = self._land(snapshot, None if isinstance(built, BaseException) else built)
+                landed = self._land(None if isinstance(built, BaseException) else built)
             except DatabaseNotFoundError:
                 return                           # deleted meanwhile
             except Exception as e:       # (storage full, say) nothing was written
+                # Its pending record stays: gc-storage collects the trees.
                 log.exception("indexing job of %r could not be adopted", self.name)
-                if not isinstance(built, BaseException):
-                    abandon_index(self.writer.storage, snapshot, built)
                 built, landed = e, False
             if landed:
                 # Transactions went on meanwhile: their novelty may be past the threshold
@@ -379,12 +378,12 @@ class _LocalTransactor:
                 self._maybe_index()
             self.job_done.notify_all()   # held back with no job started: they go on
 
-    def _land(self, snapshot, built) -> bool:
-        """End the running job (lock held): adopt ``built``, the trees built from
-        ``snapshot`` (None: the build failed), and wake whoever waits for the job. True if
+    def _land(self, built) -> bool:
+        """End the running job (lock held): adopt ``built``, the job's new trees
+        (None: the build failed), and wake whoever waits for the job. True if
         the new trees are now the database's. If the database is gone (``close``d, or
-        deleted in storage a moment before), they go to gc-storage and
-        ``DatabaseNotFoundError`` says so."""
+        deleted in storage a moment before), they are left to gc-storage (their pending
+        record stays) and ``DatabaseNotFoundError`` says so."""
         try:
             if built is None:
                 return False
@@ -396,7 +395,6 @@ class _LocalTransactor:
             self._notify_indexed()
             return True
         except FencedError:
-            abandon_index(self.writer.storage, snapshot, built)
             self._deleted()
             raise DatabaseNotFoundError(f"cannot index: {self.closed}") from None
         finally:
@@ -421,7 +419,7 @@ class _LocalTransactor:
             built = build_index(snapshot)
         finally:
             with self.lock:
-                self._land(snapshot, built)   # (a failed build: the job ends, its error goes on)
+                self._land(built)   # (a failed build: the job ends, its error goes on)
         return True
 
     def _deleted(self):

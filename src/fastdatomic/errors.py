@@ -16,7 +16,7 @@ from __future__ import annotations
 __all__ = [
     "FastDatomicError",
     "StorageError", "StorageFullError", "StorageUnavailableError", "StorageCorruptError",
-    "StorageConfigError", "FencedError",
+    "StorageConfigError", "FencedError", "IndexCollectedError",
     "DatabaseError", "DatabaseNotFoundError", "DatabaseExistsError",
     "WrongTypeError", "InvalidValueError", "NotAnEntityError", "InvalidIndexError",
 ]
@@ -78,6 +78,13 @@ class FencedError(StorageError):
     """A commit was refused because the writer's epoch or expected basis is stale."""
 
     kind = "storage/fenced"
+
+
+class IndexCollectedError(StorageError):
+    """An indexing job's trees were not adopted: gc-storage collected them first (the job
+    was older than its ``--older-than``); the job is run again."""
+
+    kind = "storage/index-collected"
 
 
 # --- databases ---------------------------------------------------------------

@@ -4,7 +4,9 @@ Storage layout (ARCHITECTURE §3):
 - record ``db/<name>``: the database root (orjson): ``db_id``, ``basis_t``, ``next_n``,
   ``index_basis_t`` and the four index tree roots;
 - log ``(db_id, t)``: one record per transaction (``_core.logrec``);
-- blobs: index segments, by 16-byte id.
+- blobs: index segments, by 16-byte id;
+- records ``gc/...`` and ``gc-pending/...``: retired trees and indexing jobs not yet
+  adopted, for gc-storage (``db.gc``).
 
 Every commit is ONE storage transaction: the log record plus the root CAS (expected:
 the root this writer last wrote), plus any fence checks (the lease epoch), so a
@@ -17,25 +19,27 @@ import logging
 import re
 import uuid
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import orjson
 
 from fastdatomic._core.logrec import encode_log, decode_log
 from fastdatomic.db.database import Database, load_schema
-from fastdatomic.db.gc import retirement_record
+from fastdatomic.db.gc import pending_record, retirement_record
 from fastdatomic.db.memindex import MemoryIndex, INDEXES
 from fastdatomic.db.schema import BOOTSTRAP, Schema, DB_TXINSTANT, FIRST_FREE_N
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.db.tree import merge_tree
 from fastdatomic.errors import (
-    DatabaseNotFoundError, FencedError, InvalidValueError, StorageCorruptError,
+    DatabaseNotFoundError, FencedError, IndexCollectedError, InvalidValueError, StorageCorruptError,
+    StorageError,
 )
 from fastdatomic.ids import t_to_tx
 
 __all__ = [
     "create_database", "delete_database", "list_databases", "load_database",
     "read_root", "check_name", "DatabaseWriter", "ROOT_PREFIX", "replay_log", "build_index", "decode_root",
-    "advance", "index_retry_delay", "abandon_index",
+    "advance", "index_retry_delay", "BuiltIndex",
 ]
 
 log = logging.getLogger("fastdatomic.catalog")
@@ -332,14 +336,19 @@ class DatabaseWriter:
             raise FencedError(f"writer of database {self.name!r} was fenced and must not index")
         return self.adopt_index(build_index(self.db))
 
-    def adopt_index(self, built) -> Database:
+    def adopt_index(self, built: "BuiltIndex") -> Database:
         """Make an index built by ``build_index`` (from an earlier value of this database)
         durable: CAS the root to the new trees. Novelty newer than the built basis stays
         in memory, so transactions may continue while ``build_index`` runs elsewhere.
+
+        The same commit deletes the job's pending record, on the condition that it is
+        still there: if gc-storage claimed it first (the job began before its cutoff),
+        nothing is written and ``IndexCollectedError`` says so; the writer stays usable
+        and may run the job again.
         """
         if self.poisoned:
             raise FencedError(f"writer of database {self.name!r} was fenced and must not index")
-        roots, basis_t = built
+        roots, basis_t, pending = built
         db = self.db
         new = db._view(roots=roots, index_basis_t=basis_t,
                        memindex=db.memindex.after(t_to_tx(basis_t)))
@@ -351,52 +360,70 @@ class DatabaseWriter:
                                     [old for old, r in zip(db.roots, roots) if old != r])
         if retired is not None:
             records.append(retired)
+        if pending is not None:
+            records.append((pending[0], pending[1], None))
         if not self.storage.commit(records=records, checks=self._checks()):
+            if pending is not None and self.storage.get_record(pending[0]) != pending[1]:
+                raise IndexCollectedError(
+                    f"indexing job of database {self.name!r} (up to t={basis_t}) was not "
+                    f"adopted: gc-storage collected its trees first ({pending[0]})")
             self._fail("indexing job")
         self._root_raw = new_raw
         self.db = new
         return new
 
 
-def abandon_index(storage, snapshot: Database, built) -> None:
-    """An index built from ``snapshot`` that will never be adopted (its database was
-    deleted meanwhile, or its writer stopped): record its new trees as retired, so
-    gc-storage collects their segments like any replaced tree's. Best effort: a failure
-    only leaves the segments in storage, and is logged.
+class BuiltIndex(NamedTuple):
+    """What ``build_index`` wrote: the new tree ``roots``, the ``basis_t`` they cover, and
+    the job's ``pending`` record ``(name, bytes)`` (``None`` when it wrote nothing).
+    A job never adopted leaves its pending record: gc-storage collects its trees."""
 
-    >>> from fastdatomic.storage import open_storage
-    >>> st = open_storage("mem", name="doc-abandon")
-    >>> _ = create_database(st, "a"); w = DatabaseWriter(st, "a")
-    >>> db = w.commit([(w.db.next_n + 1, 51, "doc", True)], w.db.next_n, w.db.next_n + 2)
-    >>> abandon_index(st, db, build_index(db)); len(st.list_records("gc/"))
-    1
-    """
-    retired = retirement_record(snapshot.db_id, snapshot.name,
-                                [r for r, old in zip(built[0], snapshot.roots) if r != old])
-    if retired is None:
-        return
-    try:
-        storage.commit(records=[retired])
-    except Exception as e:              # noqa: BLE001 (the caller is already giving up)
-        log.warning("indexing job of %r was abandoned and its segments stay in storage "
-                    "(gc-storage will not find them): %s", snapshot.name, e)
+    roots: tuple
+    basis_t: int
+    pending: tuple | None
 
 
-def build_index(db: Database) -> tuple[tuple, int]:
+def build_index(db: Database) -> BuiltIndex:
     """Merge ``db``'s novelty into new segment trees and write the segments to storage.
 
-    Returns ``(roots, basis_t)`` for ``DatabaseWriter.adopt_index``. It only reads ``db``
+    Returns a ``BuiltIndex`` for ``DatabaseWriter.adopt_index``. It only reads ``db``
     (an immutable value) and writes immutable blobs, so it may run on any thread while
     the writer goes on committing; the merge kernel releases the GIL.
+
+    The new roots are recorded as pending first (``gc-pending/...``), then the segments
+    are written parents first: a job that stops half-way, or is never adopted, leaves only
+    segments its roots reach, and gc-storage collects them once the record is older than
+    its cutoff.
+
+    >>> from fastdatomic.storage import open_storage
+    >>> st = open_storage("mem", name="doc-build-index")
+    >>> _ = create_database(st, "a"); w = DatabaseWriter(st, "a")
+    >>> db = w.commit([(w.db.next_n + 1, 51, "doc", True)], w.db.next_n, w.db.next_n + 2)
+    >>> built = build_index(db); len(st.list_records("gc-pending/"))
+    1
+    >>> _ = w.adopt_index(built); len(st.list_records("gc-pending/"))
+    0
     """
     roots, blobs = [], []
     for i in INDEXES:
         root, segments = merge_tree(db.segs, db.roots[i], db.memindex.merged(i))
         roots.append(root)
         blobs.extend(segments)
+    roots = tuple(roots)
+    pending = None
     if blobs:
+        record = pending_record(db.db_id, db.name,
+                                [r for r, old in zip(roots, db.roots) if r != old])
+        if record is not None:
+            if not db.segs.storage.commit(records=[record]):
+                raise StorageError(f"indexing job of {db.name!r}: pending record {record[0]} "
+                                   "exists already")
+            pending = (record[0], record[2])
+        # merge_tree lists a segment after its children: reversed, each one is written
+        # after its parent, so whatever part is written, the roots reach all of it.
+        blobs.reverse()
         db.segs.storage.put_blobs(blobs)
-    return tuple(roots), db.basis_t
+    return BuiltIndex(roots, db.basis_t, pending)
 
 
 def index_retry_delay(failures: int) -> float:

@@ -15,10 +15,15 @@ segment missing (``StorageCorruptError``): pick a cutoff well past the life of a
 database value your peers keep (Datomic suggests a month for production systems).
 
 Safe alongside a running transactor: a new index generation is built from the current
-trees, which are never collected, and writes segments of its own. A finished job that
-is never adopted (its database deleted meanwhile, or its writer stopping) records its
-trees as retired too. What no record names, gc-storage does not find: the segments of a
-job whose process died (or was deposed) between writing them and adopting them.
+trees, which are never collected, and writes segments of its own. Before it writes them,
+an indexing job writes a **pending record** (``gc-pending/<time>-<random>``, the new
+roots), and the commit that adopts its trees deletes it, on the condition that it is
+still there. A pending record older than the cutoff names a job that died, was deposed,
+was abandoned, or has run longer than the cutoff: gc-storage *claims* it (deletes it
+and writes a retirement record for its roots, in one commit) and collects its segments.
+A job whose record was claimed can no longer be adopted (``IndexCollectedError``); its
+writer runs it again. The job writes its segments top-down, so every segment of a job
+that stopped half-way is reached from its roots.
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import orjson
 from fastdatomic.db.segments import SegmentStore
 from fastdatomic.errors import InvalidValueError, StorageCorruptError
 
-__all__ = ["GC_PREFIX", "retirement_record", "gc_storage", "live_segments", "retired_trees"]
+__all__ = ["GC_PREFIX", "PENDING_PREFIX", "retirement_record", "pending_record", "gc_storage",
+           "live_segments", "retired_trees"]
 
 log = logging.getLogger("fastdatomic.gc")
 
 GC_PREFIX = "gc/"
+PENDING_PREFIX = "gc-pending/"
 GC_VERSION = 1
 # Segments deleted per storage transaction: LMDB has one writer at a time, so a running
 # transactor's commits wait for each; a thousand deletes hold it for a millisecond or two.
@@ -57,6 +64,24 @@ def retirement_record(db_id: str, name: str, roots) -> tuple[str, None, bytes] |
         return None
     now = time.time_ns()
     key = f"{GC_PREFIX}{now:020d}-{os.urandom(4).hex()}"
+    raw = orjson.dumps({"v": GC_VERSION, "db_id": db_id, "db": name, "retired_ns": now,
+                        "roots": roots})
+    return key, None, raw
+
+
+def pending_record(db_id: str, name: str, roots) -> tuple[str, None, bytes] | None:
+    """The record (a CAS triple for ``storage.commit``) an indexing job writes before its
+    segments: ``roots``, its new trees, are not adopted yet. ``None`` when there is none.
+
+    >>> key, expected, raw = pending_record("ab" * 16, "people", [b"\\x02" * 16])
+    >>> key.startswith(PENDING_PREFIX), orjson.loads(raw)["db"]
+    (True, 'people')
+    """
+    roots = [r.hex() for r in roots if r]
+    if not roots:
+        return None
+    now = time.time_ns()
+    key = f"{PENDING_PREFIX}{now:020d}-{os.urandom(4).hex()}"
     raw = orjson.dumps({"v": GC_VERSION, "db_id": db_id, "db": name, "retired_ns": now,
                         "roots": roots})
     return key, None, raw
@@ -107,10 +132,12 @@ def retired_trees(storage) -> dict:
 
     >>> from fastdatomic.storage import open_storage
     >>> retired_trees(open_storage("mem"))
-    {'records': 0, 'oldest': None}
+    {'records': 0, 'oldest': None, 'pending_jobs': 0}
     """
     times = [_decode(key, raw)["retired_ns"] for key, raw in storage.list_records(GC_PREFIX)]
-    return {"records": len(times), "oldest": min(times) / 1e9 if times else None}
+    pending = storage.list_records(PENDING_PREFIX)
+    return {"records": len(times), "oldest": min(times) / 1e9 if times else None,
+            "pending_jobs": len(pending)}
 
 
 def live_segments(storage, segs: SegmentStore | None = None) -> set:
@@ -131,8 +158,9 @@ def live_segments(storage, segs: SegmentStore | None = None) -> set:
 
 def gc_storage(storage, older_than: datetime) -> dict:
     """Delete the index segments that roots retired before ``older_than`` (an aware
-    ``datetime``) reached and no current or later-retired root reaches. Returns counts:
-    ``{"retired_roots": ..., "segments_deleted": ..., "records_kept": ...}``.
+    ``datetime``) reached and no current or later-retired root reaches, and those of
+    indexing jobs begun before ``older_than`` and never adopted. Returns counts:
+    ``{"retired_roots": ..., "segments_deleted": ..., "records_kept": ..., "jobs_claimed": ...}``.
 
     >>> from datetime import timedelta, timezone
     >>> from fastdatomic.storage import open_storage
@@ -150,10 +178,11 @@ def gc_storage(storage, older_than: datetime) -> dict:
         raise InvalidValueError(f"gc_storage: older_than must be a timezone-aware datetime, "
                                 f"got {older_than!r}")
     cutoff = int(older_than.timestamp() * 1e9)
+    claimed = _claim_pending(storage, cutoff)
     if not any(_decode(key, raw)["retired_ns"] < cutoff
                for key, raw in storage.list_records(GC_PREFIX)):
         return {"retired_roots": 0, "segments_deleted": 0,
-                "records_kept": len(storage.list_records(GC_PREFIX))}
+                "records_kept": len(storage.list_records(GC_PREFIX)), "jobs_claimed": claimed}
     segs = SegmentStore(storage, 64 << 20)
     # The current roots first, the retirement records after: a root retired in between
     # was current when read, so it is reached; a job landing meanwhile builds its new
@@ -184,10 +213,31 @@ def gc_storage(storage, older_than: datetime) -> dict:
     if due:
         storage.commit(records=[(key, raw, None) for key, raw, _ in due])
     result = {"retired_roots": sum(len(rec["roots"]) for _, _, rec in due),
-              "segments_deleted": len(garbage), "records_kept": len(keep)}
-    log.info("gc-storage: %d retired roots collected, %d segments deleted, %d records kept",
-             result["retired_roots"], result["segments_deleted"], len(keep))
+              "segments_deleted": len(garbage), "records_kept": len(keep),
+              "jobs_claimed": claimed}
+    log.info("gc-storage: %d retired roots collected (%d of never-adopted jobs), %d segments "
+             "deleted, %d records kept", result["retired_roots"], claimed,
+             result["segments_deleted"], len(keep))
     return result
+
+
+def _claim_pending(storage, cutoff: int) -> int:
+    """Turn the pending records written before ``cutoff`` into retirement records, each
+    in one commit that deletes it on the condition it is still there: from then on its
+    job cannot be adopted (the adopting commit needs the record), so its segments are
+    garbage. Returns how many were claimed."""
+    claimed = 0
+    for key, raw in storage.list_records(PENDING_PREFIX):
+        rec = _decode(key, raw)
+        if rec["retired_ns"] >= cutoff:
+            continue
+        # Retired when it was written: a tree no peer ever read, due in this same run.
+        retired = (f"{GC_PREFIX}{rec['retired_ns']:020d}-{os.urandom(4).hex()}", None, raw)
+        if storage.commit(records=[(key, raw, None), retired]):
+            claimed += 1
+            log.info("gc-storage: claimed the trees of an indexing job of %r never adopted "
+                     "(%s)", rec.get("db"), key)
+    return claimed
 
 
 class _Either:

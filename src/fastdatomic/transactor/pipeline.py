@@ -430,18 +430,15 @@ class Pipeline:
             return True
 
     def _job_built(self, req):
-        if not self._queue_front(req):
-            # The writer stops and will not adopt it: its new trees go to gc-storage.
-            _, snapshot, built, _ = req.tx_data
-            if not isinstance(built, BaseException):
-                catalog.abandon_index(self.storage, snapshot, built)
+        # (If the writer stops and never adopts it, its pending record stays: gc-storage
+        # collects the new trees.)
+        self._queue_front(req)
 
     def _adopt(self, req):
-        st, snapshot, built, secs = req.tx_data
+        st, _, built, secs = req.tx_data
         if self.dbs.get(req.db) is not st:
-            # Deleted (and maybe re-created) meanwhile: never adopted, collected by gc-storage.
-            if not isinstance(built, BaseException):
-                catalog.abandon_index(self.storage, snapshot, built)
+            # Deleted (and maybe re-created) meanwhile: never adopted; its pending record
+            # stays, and gc-storage collects the trees.
             st.jobs.end()
             return
         if isinstance(built, BaseException):
@@ -450,16 +447,16 @@ class Pipeline:
         try:
             st.writer.adopt_index(built)
         except FencedError as e:
-            # Deposed: this transactor writes nothing more, not even a retirement record
-            # (the job's new segments stay in storage, unreachable).
+            # Deposed: this transactor writes nothing more (the job's pending record
+            # stays: gc-storage collects its trees).
             self.failed = True
             self.fatal(str(e))
             return
         except StorageError as e:
-            # Refused before anything was written (storage full, say), as a commit can
-            # be: the job failed, its trees go to gc-storage, and it is tried again.
+            # Refused before anything was written (storage full, say, or gc-storage
+            # claimed the job's trees), as a commit can be: the job failed, its trees go
+            # to gc-storage, and it is tried again.
             log.error("indexing job of %r could not be adopted: %s", st.name, e)
-            catalog.abandon_index(self.storage, snapshot, built)
             self._index_failed(st, e)
             return
         st.jobs.landed()
