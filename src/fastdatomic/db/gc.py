@@ -59,14 +59,7 @@ def retirement_record(db_id: str, name: str, roots) -> tuple[str, None, bytes] |
     >>> key.startswith("gc/"), expected, orjson.loads(raw)["roots"]
     (True, None, ['01010101010101010101010101010101'])
     """
-    roots = [r.hex() for r in roots if r]
-    if not roots:
-        return None
-    now = time.time_ns()
-    key = f"{GC_PREFIX}{now:020d}-{os.urandom(4).hex()}"
-    raw = orjson.dumps({"v": GC_VERSION, "db_id": db_id, "db": name, "retired_ns": now,
-                        "roots": roots})
-    return key, None, raw
+    return _record(GC_PREFIX, db_id, name, roots)
 
 
 def pending_record(db_id: str, name: str, roots) -> tuple[str, None, bytes] | None:
@@ -77,11 +70,16 @@ def pending_record(db_id: str, name: str, roots) -> tuple[str, None, bytes] | No
     >>> key.startswith(PENDING_PREFIX), orjson.loads(raw)["db"]
     (True, 'people')
     """
+    return _record(PENDING_PREFIX, db_id, name, roots)
+
+
+def _record(prefix: str, db_id: str, name: str, roots):
+    # Both kinds hold the same fields; ``retired_ns`` is when the record was written.
     roots = [r.hex() for r in roots if r]
     if not roots:
         return None
     now = time.time_ns()
-    key = f"{PENDING_PREFIX}{now:020d}-{os.urandom(4).hex()}"
+    key = f"{prefix}{now:020d}-{os.urandom(4).hex()}"
     raw = orjson.dumps({"v": GC_VERSION, "db_id": db_id, "db": name, "retired_ns": now,
                         "roots": roots})
     return key, None, raw
