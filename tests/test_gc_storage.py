@@ -242,6 +242,43 @@ def test_a_job_claimed_before_it_is_adopted_is_refused_and_run_again(storage):
     assert _everything(storage, "db") == expected
 
 
+def test_a_job_claimed_while_it_writes_deletes_what_it_wrote_after(storage, monkeypatch):
+    # gc-storage collects what the job had written when it looked; the job finds its
+    # record gone when it is done writing and deletes all of its own segments.
+    from fastdatomic.errors import IndexCollectedError
+    w = _writer_with_generations(storage, "db", generations=2)
+    w.commit_prepared([txmod.prepare(w.db, [{":item/n": 9000 + i} for i in range(300)])])
+    before = _everything(storage, "db")
+    real = storage.put_blobs
+
+    def claimed_half_way(items):
+        items = list(items)
+        real(items[:len(items) // 3])
+        assert gc.gc_storage(storage, _later())["jobs_claimed"] == 1
+        real(items[len(items) // 3:])
+    monkeypatch.setattr(storage, "put_blobs", claimed_half_way)
+    with pytest.raises(IndexCollectedError, match="runs again"):
+        catalog.build_index(w.db)
+    monkeypatch.undo()
+    assert storage.describe()["blobs"] == len(_live(storage))
+    assert storage.list_records(gc.PENDING_PREFIX) == storage.list_records(gc.GC_PREFIX) == []
+    w.index()
+    assert _everything(storage, "db") == before
+
+
+def test_a_deposed_writer_whose_job_was_claimed_is_told_it_was_fenced(storage):
+    from fastdatomic.errors import FencedError
+    w = _writer_with_generations(storage, "db", generations=1)
+    w.commit_prepared([_tx(w.db, 5000)])
+    built = catalog.build_index(w.db)
+    other = catalog.DatabaseWriter(storage, "db")      # took over, and commits
+    other.commit_prepared([_tx(other.db, 5001)])
+    gc.gc_storage(storage, _later())
+    with pytest.raises(FencedError):
+        w.adopt_index(built)
+    assert w.poisoned
+
+
 def test_a_job_that_stopped_while_writing_its_segments_is_collected(storage, monkeypatch):
     # Segments are written parents first: whatever part of them is in storage, the
     # pending record's roots reach it.
@@ -303,6 +340,26 @@ def test_an_in_process_job_that_ends_after_its_database_is_deleted_is_collected(
     assert gc.gc_storage(st, _later())["jobs_claimed"] == len(pending) == 1
     assert all(st.get(r) is None for r in roots)
     assert st.list_records(gc.PENDING_PREFIX) == [] and st.list_records(gc.GC_PREFIX) == []
+    fd.delete_database(uri)
+
+
+def test_in_process_request_index_runs_again_a_job_gc_storage_collected(monkeypatch):
+    real, calls = catalog.DatabaseWriter.adopt_index, []
+
+    def claimed_once(self, built):
+        calls.append(built)
+        if len(calls) == 1:
+            assert gc.gc_storage(self.storage, _later())["jobs_claimed"] == 1
+        return real(self, built)
+    monkeypatch.setattr(catalog.DatabaseWriter, "adopt_index", claimed_once)
+    uri = f"fastdatomic:mem://gc-claimed-{uuid.uuid4().hex}"
+    fd.create_database(uri)
+    conn = fd.connect(uri)
+    conn.transact(SCHEMA)
+    r = conn.transact([{":item/n": i} for i in range(100)])
+    assert conn.request_index() is True and len(calls) == 2
+    assert conn.db().index_basis_t >= r.t
+    assert fd.q("[:find (count ?e) . :where [?e :item/n]]", conn.db()) == 100
     fd.delete_database(uri)
 
 

@@ -199,6 +199,36 @@ def test_pipeline_retries_an_adoption_the_storage_refused(failing_jobs, monkeypa
     assert [k for k, _ in p.storage.list_records(gc.PENDING_PREFIX)] == [calls[0].pending[0]]
 
 
+def test_pipeline_runs_again_a_job_gc_storage_collected_before_it_landed(failing_jobs,
+                                                                        monkeypatch):
+    # gc-storage with a cutoff younger than the job claims its trees: the adoption is
+    # refused, which is a failed job (not a deposed transactor), and the next one lands.
+    from datetime import datetime, timedelta, timezone
+    from fastdatomic.db import gc
+    failing_jobs(0)
+    real, calls = catalog.DatabaseWriter.adopt_index, []
+
+    def claimed_once(self, built):
+        calls.append(built)
+        if len(calls) == 1:
+            assert gc.gc_storage(self.storage, datetime.now(timezone.utc)
+                                 + timedelta(seconds=1))["jobs_claimed"] == 1
+        return real(self, built)
+    monkeypatch.setattr(catalog.DatabaseWriter, "adopt_index", claimed_once)
+    fatal = []
+    p, outcomes, events, metrics = _pipeline(memory_index_threshold=0)
+    p.fatal = fatal.append
+    try:
+        p.submit(_tx(1))
+        wait_until(lambda: events, timeout=20)
+    finally:
+        p.stop()
+    assert not fatal and len(calls) == 2 and _alarms(metrics, "indexing-failed") == 1
+    assert p.dbs["db"].writer.db.index_basis_t == outcomes[0].result["t"]
+    assert all(p.storage.get(seg) is None for seg in calls[0].segments)   # none left behind
+    assert p.storage.list_records(gc.PENDING_PREFIX) == []
+
+
 def test_in_process_writer_of_a_database_deleted_under_it_says_so():
     # delete_database removes the root, then closes the writer: a transaction in
     # between fails its CAS. It is told the database is gone (not committed), and the

@@ -28,7 +28,8 @@ from fastdatomic.db.indexjobs import IndexJobs
 from fastdatomic.db.database import Database
 from fastdatomic.db.report import TxReport, lookup_tx, report_for_existing
 from fastdatomic.errors import (InvalidTxDataError, InvalidValueError, DatabaseNotFoundError,
-                                FencedError, SyncTimeoutError, TransactTimeoutError)
+                                FencedError, IndexCollectedError, SyncTimeoutError,
+                                TransactTimeoutError)
 from fastdatomic.ids import tx_to_t
 
 __all__ = ["Connection", "TxReport", "TxReportQueue", "Log", "TxFuture"]
@@ -247,6 +248,9 @@ class Log:
 
 MEMORY_INDEX_THRESHOLD = 32 * 1024 * 1024   # bytes of novelty (Datomic's default 32m)
 MEMORY_INDEX_MAX = 512 * 1024 * 1024        # ... past which transactions wait for the job (512m)
+# request_index runs a job this many more times when gc-storage collects its trees
+# before it lands (a cutoff younger than the job).
+COLLECTED_RETRIES = 3
 
 
 class _LocalTransactor:
@@ -404,16 +408,25 @@ class _LocalTransactor:
     def request_index(self) -> bool:
         """Run the indexing job now, on the caller's thread, and return once it landed;
         False if there was no novelty to index. Transactions go on meanwhile; a job
-        already running is waited for first (ours then covers what it did not)."""
-        with self.lock:
-            while self.jobs.building and not self.closed:
-                self.job_done.wait()
-            if self.closed:
-                raise DatabaseNotFoundError(f"cannot index: {self.closed}")
-            if not self.writer.db.memindex.datom_count:
-                return False
-            self.jobs.begin()
-            snapshot = self.writer.db
+        already running is waited for first (ours then covers what it did not). A job
+        whose trees gc-storage collected before it landed runs again (a few times)."""
+        for attempt in range(COLLECTED_RETRIES, -1, -1):
+            with self.lock:
+                while self.jobs.building and not self.closed:
+                    self.job_done.wait()
+                if self.closed:
+                    raise DatabaseNotFoundError(f"cannot index: {self.closed}")
+                if not self.writer.db.memindex.datom_count:
+                    return False
+                self.jobs.begin()
+                snapshot = self.writer.db
+            try:
+                return self._index_from(snapshot)
+            except IndexCollectedError:
+                if not attempt:
+                    raise
+
+    def _index_from(self, snapshot) -> bool:
         built = None
         try:
             built = build_index(snapshot)

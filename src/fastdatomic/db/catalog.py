@@ -343,12 +343,13 @@ class DatabaseWriter:
 
         The same commit deletes the job's pending record, on the condition that it is
         still there: if gc-storage claimed it first (the job began before its cutoff),
-        nothing is written and ``IndexCollectedError`` says so; the writer stays usable
-        and may run the job again.
+        nothing is written, the job's segments are deleted (no tree reaches them), and
+        ``IndexCollectedError`` says so; the writer stays usable and may run the job again.
+        A writer that was deposed (or whose root changed) gets ``FencedError`` either way.
         """
         if self.poisoned:
             raise FencedError(f"writer of database {self.name!r} was fenced and must not index")
-        roots, basis_t, pending = built
+        roots, basis_t, pending, _ = built
         db = self.db
         new = db._view(roots=roots, index_basis_t=basis_t,
                        memindex=db.memindex.after(t_to_tx(basis_t)))
@@ -362,25 +363,39 @@ class DatabaseWriter:
             records.append(retired)
         if pending is not None:
             records.append((pending[0], pending[1], None))
-        if not self.storage.commit(records=records, checks=self._checks()):
-            if pending is not None and self.storage.get_record(pending[0]) != pending[1]:
-                raise IndexCollectedError(
-                    f"indexing job of database {self.name!r} (up to t={basis_t}) was not "
-                    f"adopted: gc-storage collected its trees first ({pending[0]})")
-            self._fail("indexing job")
+        checks = self._checks()
+        if not self.storage.commit(records=records, checks=checks):
+            get = self.storage.get_record
+            if pending is None or get(pending[0]) == pending[1] or \
+                    get(ROOT_PREFIX + self.name) != self._root_raw or \
+                    any(get(name) != expected for name, expected in checks):
+                self._fail("indexing job")          # deposed, or the root changed
+            _collected(self.storage, self.name, built)     # only gc-storage's claim failed it
         self._root_raw = new_raw
         self.db = new
         return new
 
 
 class BuiltIndex(NamedTuple):
-    """What ``build_index`` wrote: the new tree ``roots``, the ``basis_t`` they cover, and
-    the job's ``pending`` record ``(name, bytes)`` (``None`` when it wrote nothing).
-    A job never adopted leaves its pending record: gc-storage collects its trees."""
+    """What ``build_index`` wrote: the new tree ``roots``, the ``basis_t`` they cover, the
+    job's ``pending`` record ``(name, bytes)`` (``None`` when it wrote nothing) and the ids
+    of the ``segments`` it wrote. A job never adopted leaves its pending record:
+    gc-storage collects its trees."""
 
     roots: tuple
     basis_t: int
     pending: tuple | None
+    segments: tuple = ()
+
+
+def _collected(storage, name: str, built: BuiltIndex):
+    # gc-storage claimed the job's pending record: the job can never be adopted, and gc
+    # collected only what was written before it looked. The job deletes all of its own
+    # segments (fresh ids, which no tree reaches), so none written after that is left.
+    storage.delete_blobs(built.segments)
+    raise IndexCollectedError(
+        f"indexing job of database {name!r} (up to t={built.basis_t}) was not adopted: "
+        f"gc-storage collected its trees first ({built.pending[0]}); it runs again")
 
 
 def build_index(db: Database) -> BuiltIndex:
@@ -423,7 +438,10 @@ def build_index(db: Database) -> BuiltIndex:
         # after its parent, so whatever part is written, the roots reach all of it.
         blobs.reverse()
         db.segs.storage.put_blobs(blobs)
-    return BuiltIndex(roots, db.basis_t, pending)
+    built = BuiltIndex(roots, db.basis_t, pending, tuple(seg_id for seg_id, _ in blobs))
+    if pending is not None and db.segs.storage.get_record(pending[0]) != pending[1]:
+        _collected(db.segs.storage, db.name, built)     # claimed while it wrote
+    return built
 
 
 def index_retry_delay(failures: int) -> float:

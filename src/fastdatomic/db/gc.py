@@ -21,9 +21,11 @@ roots), and the commit that adopts its trees deletes it, on the condition that i
 still there. A pending record older than the cutoff names a job that died, was deposed,
 was abandoned, or has run longer than the cutoff: gc-storage *claims* it (deletes it
 and writes a retirement record for its roots, in one commit) and collects its segments.
-A job whose record was claimed can no longer be adopted (``IndexCollectedError``); its
-writer runs it again. The job writes its segments top-down, so every segment of a job
-that stopped half-way is reached from its roots.
+A job whose record was claimed can no longer be adopted (``IndexCollectedError``); it
+deletes its own segments and its writer runs it again. The job writes its segments
+top-down, so every segment of a job that stopped half-way is reached from its roots.
+What stays behind: the segments a job writes after gc-storage claimed it, if its process
+then dies before it finds out (a cutoff younger than the job, and a crash in that window).
 """
 
 from __future__ import annotations

@@ -99,7 +99,9 @@ class Storage(abc.ABC):
         Writing a key again with the same bytes is a no-op; with different
         bytes it raises :class:`~fastdatomic.errors.BlobConflictError`. Large
         batches may be split into several storage transactions (use
-        :meth:`commit` when atomicity matters).
+        :meth:`commit` when atomicity matters), in the order given: a write that
+        stops half-way leaves a prefix of ``items`` (indexing jobs rely on it to
+        write parents before children).
 
         >>> s = open_storage("mem")
         >>> s.put_blobs([(b"seg-1", b"leaf")]); s.put_blobs([(b"seg-1", b"leaf")])
