@@ -242,6 +242,19 @@ def test_a_job_claimed_before_it_is_adopted_is_refused_and_run_again(storage):
     assert _everything(storage, "db") == expected
 
 
+def _interrupt_put_blobs(storage, monkeypatch, between):
+    """``storage.put_blobs`` writes the first third of its items, calls ``between()``
+    (which may raise), then writes the rest."""
+    real = storage.put_blobs
+
+    def put_blobs(items):
+        items = list(items)
+        real(items[:len(items) // 3])
+        between()
+        real(items[len(items) // 3:])
+    monkeypatch.setattr(storage, "put_blobs", put_blobs)
+
+
 def test_a_job_claimed_while_it_writes_deletes_what_it_wrote_after(storage, monkeypatch):
     # gc-storage collects what the job had written when it looked; the job finds its
     # record gone when it is done writing and deletes all of its own segments.
@@ -249,14 +262,10 @@ def test_a_job_claimed_while_it_writes_deletes_what_it_wrote_after(storage, monk
     w = _writer_with_generations(storage, "db", generations=2)
     w.commit_prepared([txmod.prepare(w.db, [{":item/n": 9000 + i} for i in range(300)])])
     before = _everything(storage, "db")
-    real = storage.put_blobs
 
-    def claimed_half_way(items):
-        items = list(items)
-        real(items[:len(items) // 3])
+    def claim():
         assert gc.gc_storage(storage, _later())["jobs_claimed"] == 1
-        real(items[len(items) // 3:])
-    monkeypatch.setattr(storage, "put_blobs", claimed_half_way)
+    _interrupt_put_blobs(storage, monkeypatch, claim)
     with pytest.raises(IndexCollectedError, match="runs again"):
         catalog.build_index(w.db)
     monkeypatch.undo()
@@ -285,13 +294,10 @@ def test_a_job_that_stopped_while_writing_its_segments_is_collected(storage, mon
     w = _writer_with_generations(storage, "db", generations=2)
     w.commit_prepared([txmod.prepare(w.db, [{":item/n": 9000 + i} for i in range(300)])])
     before = _everything(storage, "db")
-    real = storage.put_blobs
 
-    def half(items):
-        items = list(items)
-        real(items[:len(items) // 2])
+    def die():
         raise OSError("the process died here (injected)")
-    monkeypatch.setattr(storage, "put_blobs", half)
+    _interrupt_put_blobs(storage, monkeypatch, die)
     with pytest.raises(OSError):
         catalog.build_index(w.db)
     monkeypatch.undo()

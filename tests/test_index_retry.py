@@ -170,20 +170,18 @@ def test_in_process_runs_no_job_per_commit_while_a_retry_waits(failing_jobs, mon
     assert not conn._tx.jobs.retry.is_alive() or conn._tx.jobs.retry.finished.is_set()
 
 
-def test_pipeline_retries_an_adoption_the_storage_refused(failing_jobs, monkeypatch):
-    # A full storage refusing the root CAS is a failed job, not a reason to stop the
-    # transactor: the job's trees are left to gc-storage and the next attempt lands.
-    from fastdatomic.db import gc
-    from fastdatomic.errors import StorageFullError
-    failing_jobs(0)
+def _pipeline_whose_first_adoption(monkeypatch, first):
+    """Run one transaction through a pipeline that indexes at once; ``first(writer)``
+    runs before the first adoption (it may raise). Checks the failed job was retried and
+    landed without stopping the transactor; returns the pipeline and the jobs built."""
     real, calls = catalog.DatabaseWriter.adopt_index, []
 
-    def refuse_once(self, built):
+    def adopt(self, built):
         calls.append(built)
         if len(calls) == 1:
-            raise StorageFullError("LMDB environment is full (injected)")
+            first(self)
         return real(self, built)
-    monkeypatch.setattr(catalog.DatabaseWriter, "adopt_index", refuse_once)
+    monkeypatch.setattr(catalog.DatabaseWriter, "adopt_index", adopt)
     fatal = []
     p, outcomes, events, metrics = _pipeline(memory_index_threshold=0)
     p.fatal = fatal.append
@@ -194,6 +192,19 @@ def test_pipeline_retries_an_adoption_the_storage_refused(failing_jobs, monkeypa
         p.stop()
     assert not fatal and len(calls) == 2 and _alarms(metrics, "indexing-failed") == 1
     assert p.dbs["db"].writer.db.index_basis_t == outcomes[0].result["t"]
+    return p, calls
+
+
+def test_pipeline_retries_an_adoption_the_storage_refused(failing_jobs, monkeypatch):
+    # A full storage refusing the root CAS is a failed job, not a reason to stop the
+    # transactor: the job's trees are left to gc-storage and the next attempt lands.
+    from fastdatomic.db import gc
+    from fastdatomic.errors import StorageFullError
+    failing_jobs(0)
+
+    def full(writer):
+        raise StorageFullError("LMDB environment is full (injected)")
+    p, calls = _pipeline_whose_first_adoption(monkeypatch, full)
     # The refused job's pending record stays (gc-storage collects its trees); the
     # adopted one's went with its adoption.
     assert [k for k, _ in p.storage.list_records(gc.PENDING_PREFIX)] == [calls[0].pending[0]]
@@ -206,25 +217,11 @@ def test_pipeline_runs_again_a_job_gc_storage_collected_before_it_landed(failing
     from datetime import datetime, timedelta, timezone
     from fastdatomic.db import gc
     failing_jobs(0)
-    real, calls = catalog.DatabaseWriter.adopt_index, []
 
-    def claimed_once(self, built):
-        calls.append(built)
-        if len(calls) == 1:
-            assert gc.gc_storage(self.storage, datetime.now(timezone.utc)
-                                 + timedelta(seconds=1))["jobs_claimed"] == 1
-        return real(self, built)
-    monkeypatch.setattr(catalog.DatabaseWriter, "adopt_index", claimed_once)
-    fatal = []
-    p, outcomes, events, metrics = _pipeline(memory_index_threshold=0)
-    p.fatal = fatal.append
-    try:
-        p.submit(_tx(1))
-        wait_until(lambda: events, timeout=20)
-    finally:
-        p.stop()
-    assert not fatal and len(calls) == 2 and _alarms(metrics, "indexing-failed") == 1
-    assert p.dbs["db"].writer.db.index_basis_t == outcomes[0].result["t"]
+    def claim(writer):
+        assert gc.gc_storage(writer.storage, datetime.now(timezone.utc)
+                             + timedelta(seconds=1))["jobs_claimed"] == 1
+    p, calls = _pipeline_whose_first_adoption(monkeypatch, claim)
     assert all(p.storage.get(seg) is None for seg in calls[0].segments)   # none left behind
     assert p.storage.list_records(gc.PENDING_PREFIX) == []
 
