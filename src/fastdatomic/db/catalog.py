@@ -385,7 +385,7 @@ class BuiltIndex(NamedTuple):
     roots: tuple
     basis_t: int
     pending: tuple | None
-    segments: tuple = ()
+    segments: tuple
 
 
 def _collected(storage, name: str, built: BuiltIndex):
