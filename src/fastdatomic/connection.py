@@ -356,7 +356,7 @@ class _LocalTransactor:
         if not self.jobs.busy and mi.datom_count and mi.nbytes > self.memory_index_threshold:
             self.jobs.start(self.writer.db)
 
-    def _built(self, snapshot, built, secs):
+    def _built(self, built, secs):
         # On the job's thread: adopt under the writer's lock.
         with self.lock:
             try:

@@ -95,7 +95,7 @@ def _decode(key: str, raw: bytes) -> dict:
         rec["roots"] = [bytes.fromhex(r) for r in rec["roots"]]
         int(rec["retired_ns"])
     except (ValueError, KeyError, TypeError) as e:
-        raise StorageCorruptError(f"retirement record {key!r} does not decode: {e}") from None
+        raise StorageCorruptError(f"gc record {key!r} does not decode: {e}") from None
     return rec
 
 
@@ -127,8 +127,9 @@ def _reach(segs: SegmentStore, roots, stop, out: dict, missing_ok: bool):
 
 
 def retired_trees(storage) -> dict:
-    """How many retirement records wait for gc-storage, and when the oldest one was
-    written (Unix seconds; ``None`` when there is none).
+    """How many retirement records wait for gc-storage, when the oldest one was written
+    (Unix seconds; ``None`` when there is none), and how many indexing jobs are pending
+    (begun and not adopted: running, or never to land).
 
     >>> from fastdatomic.storage import open_storage
     >>> retired_trees(open_storage("mem"))

@@ -33,8 +33,8 @@ class IndexJobs:
     """The indexing jobs of one database: ``start`` one (or ``begin`` a build the writer
     runs itself), then ``landed``, ``failed`` or ``end``.
 
-    ``built(snapshot, result, secs)`` is called on the job's thread when its build from
-    ``snapshot`` ends (``result`` is ``(roots, basis_t)`` for ``DatabaseWriter.adopt_index``,
+    ``built(result, secs)`` is called on the job's thread when its build ends (``result``
+    is the ``catalog.BuiltIndex`` for ``DatabaseWriter.adopt_index``,
     or the exception);
     ``due()`` on a timer's thread when the retry after a failure is due: the writer then
     calls ``retry_now`` in its own context and starts a job if it still wants one.
@@ -44,7 +44,7 @@ class IndexJobs:
     >>> _ = catalog.create_database(st, "d")
     >>> writer = catalog.DatabaseWriter(st, "d")
     >>> done = threading.Event()
-    >>> jobs = IndexJobs("d", built=lambda snapshot, result, secs: done.set(), due=lambda: None)
+    >>> jobs = IndexJobs("d", built=lambda result, secs: done.set(), due=lambda: None)
     >>> jobs.start(writer.db); jobs.busy
     True
     >>> done.wait(10)
@@ -81,7 +81,7 @@ class IndexJobs:
         except BaseException as e:
             log.exception("indexing job of %r failed", self.name)
             result = e
-        self._built(snapshot, result, time.perf_counter() - t0)
+        self._built(result, time.perf_counter() - t0)
 
     def begin(self):
         """A build starts (on a thread of its own, or the writer's caller's)."""

@@ -153,8 +153,8 @@ class Pipeline:
         st = self.dbs[name] = _DbState(name, writer, warm_ids)
         # The job's result and its retry reach the writer thread through the queue, with
         # this state: a job of a database deleted and re-created meanwhile is dropped.
-        st.jobs = IndexJobs(name, built=lambda snapshot, result, secs: self._job_built(
-                                TxRequest("adopt", name, tx_data=(st, snapshot, result, secs))),
+        st.jobs = IndexJobs(name, built=lambda result, secs: self._job_built(
+                                TxRequest("adopt", name, tx_data=(st, result, secs))),
                             due=lambda: self._queue_front(
                                 TxRequest("retry-index", name, tx_data=st)))
         return st
@@ -435,7 +435,7 @@ class Pipeline:
         self._queue_front(req)
 
     def _adopt(self, req):
-        st, _, built, secs = req.tx_data
+        st, built, secs = req.tx_data
         if self.dbs.get(req.db) is not st:
             # Deleted (and maybe re-created) meanwhile: never adopted; its pending record
             # stays, and gc-storage collects the trees.
